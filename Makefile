@@ -1,0 +1,40 @@
+# Quick start: `make demo` (set up and run the main job) and `make test` (set up and run every test).
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.ecrstore-installed
+NATIVE  := $(wildcard csrc/*.c csrc/*.h ecrstore/*.pyx ecrstore/*.pxd)
+# Debian packages the tests drive as real peers (installed when missing; needs root or sudo).
+DEB_PEERS ?=
+
+.PHONY: all venv build demo test bench clean system-deps
+
+all: build
+
+$(STAMP): pyproject.toml setup.py $(NATIVE)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=69" wheel "Cython>=3.0,<4"
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
+	touch $(STAMP)
+
+venv build: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(DEB_PEERS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/ecrstore demo $(if $(FILE),--file $(FILE))
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf build dist *.egg-info ecrstore/_sha256.c ecrstore/*.so demo-store

@@ -1,0 +1,21 @@
+"""The one place ecrstore reads its environment.
+
+Variables:
+
+``ECRSTORE_SHA256_KERNEL``
+    Demand a sha256 kernel (``portable``, ``shani`` or ``armv8``) instead of the best one the
+    CPU offers. An unknown or unusable demand makes ``import ecrstore`` fail: a silent fallback
+    would turn a benchmark into a measurement of something else.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["sha256_kernel_demand"]
+
+
+def sha256_kernel_demand() -> str | None:
+    """The kernel named by ``ECRSTORE_SHA256_KERNEL``, or None when unset or empty."""
+    value = os.environ.get("ECRSTORE_SHA256_KERNEL", "").strip()
+    return value or None
