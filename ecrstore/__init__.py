@@ -1,12 +1,23 @@
-"""ecrstore: a content-addressed storage engine for container image layers with ECR's semantics."""
+"""ecrstore: a content-addressed storage engine for container image layers with ECR's semantics.
 
+The public API: :class:`Store` (ECR's repository, layer and image operations on a local
+directory), the native :class:`Sha256` with exportable midstate, :func:`hash_file`, the
+:class:`Digest` type and the :mod:`ecrstore.errors` exception hierarchy.
+"""
+
+from . import errors
 from ._sha256 import Sha256, sha256_kernel, sha256_kernels
 from .digest import Digest, parse_digest
+from .errors import EcrError
 from .hashing import hash_file
+from .store import Store
 
 __all__ = [
     "Digest",
+    "EcrError",
     "Sha256",
+    "Store",
+    "errors",
     "hash_file",
     "parse_digest",
     "sha256_kernel",

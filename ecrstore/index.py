@@ -1,0 +1,508 @@
+"""The LMDB index: repositories, upload sessions, blobs and per-repository layer links.
+
+This is the only module that imports :mod:`lmdb`. It owns the environment (one per process per
+store, reopened after fork), the named databases, the binary record formats (pinned by golden
+tests), map growth (``MapFullError`` / ``MapResizedError`` handled in :meth:`Index.write` and
+:meth:`Index.read` only) and the translation of every ``lmdb.Error`` into ServerException.
+
+Databases (keys are bytes; ``rid`` = 8-byte big-endian repository id, ``dg`` = 32-byte sha256):
+
+============  ===============================  ==========================================
+name          key                              value
+============  ===============================  ==========================================
+meta          b"format", b"next_repo_id"       ascii integers
+repos         b"<registryId>/<name>"           JSON :class:`RepoRecord`
+uploads       16-byte uuid                     :class:`UploadRecord` (struct + sha256 state)
+expiry        8-byte float time + uuid         b"" (uploads by last activity, for purge)
+repo_uploads  rid + uuid                       b"" (a repository's uploads, for delete)
+blobs         dg                               :class:`BlobRecord`
+links         rid + dg                         :class:`LinkRecord` (layer of a repository)
+blob_links    dg + rid                         b"" (reverse of links: is a blob referenced)
+============  ===============================  ==========================================
+
+Transactions are short and never held across file I/O; the write transaction is where every
+state change commits atomically. With ``durable=True`` a commit is on stable storage when it
+returns (LMDB ``sync`` and ``metasync``); callers make layer data durable *before* committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import lmdb
+
+from .errors import ServerException
+
+__all__ = ["Index", "Txn", "RepoRecord", "UploadRecord", "BlobRecord", "LinkRecord", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+T = TypeVar("T")
+
+_DB_NAMES = ("meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links")
+_RID = struct.Struct(">Q")
+_TIME = struct.Struct(">d")
+_EMPTY = b""
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RepoRecord:
+    """A repository. ``id`` is unique for the store's lifetime: a deleted and re-created name
+    gets a new id, so nothing of the old repository (uploads, links) can leak into the new."""
+
+    id: int
+    registry_id: str
+    name: str
+    created_at: float
+    image_tag_mutability: str = "MUTABLE"
+    image_tag_mutability_exclusion_filters: list[dict[str, str]] = field(default_factory=list)
+    scan_on_push: bool = False
+    encryption_type: str = "AES256"
+    kms_key: str | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def key(self) -> bytes:
+        return repo_key(self.registry_id, self.name)
+
+    @property
+    def rid(self) -> bytes:
+        return _RID.pack(self.id)
+
+    def encode(self) -> bytes:
+        d = {
+            "v": FORMAT_VERSION,
+            "id": self.id,
+            "registry_id": self.registry_id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "image_tag_mutability": self.image_tag_mutability,
+            "image_tag_mutability_exclusion_filters": self.image_tag_mutability_exclusion_filters,
+            "scan_on_push": self.scan_on_push,
+            "encryption_type": self.encryption_type,
+            "kms_key": self.kms_key,
+            "tags": self.tags,
+        }
+        return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RepoRecord:
+        d = json.loads(raw)
+        if d.pop("v") != FORMAT_VERSION:
+            raise ServerException("repository record of an unknown format version")
+        return cls(**d)
+
+
+def repo_key(registry_id: str, name: str) -> bytes:
+    return f"{registry_id}/{name}".encode()
+
+
+@dataclass(slots=True)
+class UploadRecord:
+    """An upload in progress.
+
+    ``received`` is the number of bytes acknowledged (the next part starts there); ``state`` is
+    the exported sha256 midstate after those bytes (normally ``state`` covers exactly
+    ``received`` bytes; recovery re-hashes any gap from the data file). ``last_first`` /
+    ``last_last`` / ``last_xxh`` identify the most recent part so an exact re-send is
+    recognised; ``small_part`` records that a part other than the last was below the minimum.
+    """
+
+    repo_id: int
+    created: float
+    updated: float
+    received: int = 0
+    parts: int = 0
+    small_part: bool = False
+    last_first: int = 0
+    last_last: int = 0
+    last_xxh: bytes = bytes(16)
+    state: bytes = b""
+
+    _HEAD = struct.Struct(">BBHIQddQQQ16s")  # version, flags, 0, parts, repo, created, updated,
+    #                                           received, last_first, last_last, last_xxh
+
+    def encode(self) -> bytes:
+        flags = 1 if self.small_part else 0
+        head = self._HEAD.pack(
+            FORMAT_VERSION, flags, 0, self.parts, self.repo_id, self.created, self.updated,
+            self.received, self.last_first, self.last_last, self.last_xxh,
+        )
+        return head + self.state
+
+    @classmethod
+    def decode(cls, raw: bytes) -> UploadRecord:
+        (version, flags, _, parts, repo_id, created, updated, received, last_first, last_last,
+         last_xxh) = cls._HEAD.unpack_from(raw)
+        if version != FORMAT_VERSION:
+            raise ServerException("upload record of an unknown format version")
+        return cls(repo_id, created, updated, received, parts, bool(flags & 1), last_first,
+                   last_last, last_xxh, bytes(raw[cls._HEAD.size:]))
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """Stored content: its size and when it was first committed."""
+
+    size: int
+    created: float
+
+    _S = struct.Struct(">B7xQd")
+
+    def encode(self) -> bytes:
+        return self._S.pack(FORMAT_VERSION, self.size, self.created)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> BlobRecord:
+        version, size, created = cls._S.unpack(raw)
+        if version != FORMAT_VERSION:
+            raise ServerException("blob record of an unknown format version")
+        return cls(size, created)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A layer of a repository: the blob's size (copied, so availability checks need one read),
+    when it was linked, and the media type manifests reference it with (empty until one does)."""
+
+    size: int
+    linked_at: float
+    media_type: str = ""
+
+    _S = struct.Struct(">B7xQd")
+
+    def encode(self) -> bytes:
+        return self._S.pack(FORMAT_VERSION, self.size, self.linked_at) + self.media_type.encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> LinkRecord:
+        version, size, linked_at = cls._S.unpack_from(raw)
+        if version != FORMAT_VERSION:
+            raise ServerException("layer link record of an unknown format version")
+        return cls(size, linked_at, bytes(raw[cls._S.size:]).decode())
+
+
+# --- transactions ----------------------------------------------------------------------------
+
+
+class Txn:
+    """Typed access to the databases inside one LMDB transaction."""
+
+    __slots__ = ("_t", "_db")
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+        self._t = txn
+        self._db = dbs
+
+    # meta
+    def next_repo_id(self) -> int:
+        db = self._db["meta"]
+        n = int(self._t.get(b"next_repo_id", b"1", db=db))
+        self._t.put(b"next_repo_id", str(n + 1).encode(), db=db)
+        return n
+
+    # repositories
+    def get_repo(self, registry_id: str, name: str) -> RepoRecord | None:
+        raw = self._t.get(repo_key(registry_id, name), db=self._db["repos"])
+        return None if raw is None else RepoRecord.decode(raw)
+
+    def put_repo(self, rec: RepoRecord) -> None:
+        self._t.put(rec.key, rec.encode(), db=self._db["repos"])
+
+    def delete_repo(self, rec: RepoRecord) -> None:
+        self._t.delete(rec.key, db=self._db["repos"])
+
+    def iter_repos(self, registry_id: str, after: str | None = None) -> Iterator[RepoRecord]:
+        """Repositories of a registry in name order, starting after ``after``."""
+        prefix = f"{registry_id}/".encode()
+        start = prefix + (after.encode() + b"\x00" if after is not None else b"")
+        cur = self._t.cursor(db=self._db["repos"])
+        if not cur.set_range(start):
+            return
+        for k, v in cur:
+            if not k.startswith(prefix):
+                return
+            yield RepoRecord.decode(v)
+
+    def iter_all_repos(self) -> Iterator[RepoRecord]:
+        for _, v in self._t.cursor(db=self._db["repos"]):
+            yield RepoRecord.decode(v)
+
+    # uploads
+    def get_upload(self, uid: bytes) -> UploadRecord | None:
+        raw = self._t.get(uid, db=self._db["uploads"])
+        return None if raw is None else UploadRecord.decode(raw)
+
+    def put_upload(self, uid: bytes, rec: UploadRecord, old: UploadRecord | None = None) -> None:
+        """Insert or replace an upload; ``old`` is the record it replaces (for the expiry key)."""
+        if old is not None and old.updated != rec.updated:
+            self._t.delete(_TIME.pack(old.updated) + uid, db=self._db["expiry"])
+        self._t.put(_TIME.pack(rec.updated) + uid, _EMPTY, db=self._db["expiry"])
+        if old is None:
+            self._t.put(_RID.pack(rec.repo_id) + uid, _EMPTY, db=self._db["repo_uploads"])
+        self._t.put(uid, rec.encode(), db=self._db["uploads"])
+
+    def delete_upload(self, uid: bytes, rec: UploadRecord) -> None:
+        self._t.delete(uid, db=self._db["uploads"])
+        self._t.delete(_TIME.pack(rec.updated) + uid, db=self._db["expiry"])
+        self._t.delete(_RID.pack(rec.repo_id) + uid, db=self._db["repo_uploads"])
+
+    def uploads_idle_since(self, before: float, limit: int | None = None) -> list[tuple[bytes, UploadRecord]]:
+        """Uploads whose last activity is earlier than ``before`` (an index range, no scan)."""
+        out: list[tuple[bytes, UploadRecord]] = []
+        end = _TIME.pack(before)
+        for k, _ in self._t.cursor(db=self._db["expiry"]):
+            if k[:8] >= end or (limit is not None and len(out) >= limit):
+                break
+            uid = k[8:]
+            rec = self.get_upload(uid)
+            if rec is not None:
+                out.append((uid, rec))
+        return out
+
+    def repo_upload_ids(self, repo_id: int) -> list[bytes]:
+        prefix = _RID.pack(repo_id)
+        return [k[8:] for k in _prefix_keys(self._t.cursor(db=self._db["repo_uploads"]), prefix)]
+
+    def count_uploads(self) -> int:
+        return self._t.stat(self._db["uploads"])["entries"]
+
+    # blobs
+    def get_blob(self, dg: bytes) -> BlobRecord | None:
+        raw = self._t.get(dg, db=self._db["blobs"])
+        return None if raw is None else BlobRecord.decode(raw)
+
+    def put_blob(self, dg: bytes, rec: BlobRecord) -> None:
+        self._t.put(dg, rec.encode(), db=self._db["blobs"])
+
+    def delete_blob(self, dg: bytes) -> None:
+        self._t.delete(dg, db=self._db["blobs"])
+
+    def iter_blobs(self) -> Iterator[tuple[bytes, BlobRecord]]:
+        for k, v in self._t.cursor(db=self._db["blobs"]):
+            yield bytes(k), BlobRecord.decode(v)
+
+    def blob_is_linked(self, dg: bytes) -> bool:
+        cur = self._t.cursor(db=self._db["blob_links"])
+        return cur.set_range(dg) and cur.key()[:32] == dg
+
+    # links (layers of a repository)
+    def get_link(self, repo_id: int, dg: bytes) -> LinkRecord | None:
+        raw = self._t.get(_RID.pack(repo_id) + dg, db=self._db["links"])
+        return None if raw is None else LinkRecord.decode(raw)
+
+    def get_links(self, repo_id: int, dgs: list[bytes]) -> dict[bytes, LinkRecord]:
+        """Links of many digests in one cursor pass (the batch availability check)."""
+        rid = _RID.pack(repo_id)
+        cur = self._t.cursor(db=self._db["links"])
+        return {bytes(k[8:]): LinkRecord.decode(v) for k, v in cur.getmulti([rid + d for d in dgs])}
+
+    def put_link(self, repo_id: int, dg: bytes, rec: LinkRecord) -> None:
+        rid = _RID.pack(repo_id)
+        self._t.put(rid + dg, rec.encode(), db=self._db["links"])
+        self._t.put(dg + rid, _EMPTY, db=self._db["blob_links"])
+
+    def delete_link(self, repo_id: int, dg: bytes) -> None:
+        rid = _RID.pack(repo_id)
+        self._t.delete(rid + dg, db=self._db["links"])
+        self._t.delete(dg + rid, db=self._db["blob_links"])
+
+    def iter_links(self, repo_id: int) -> Iterator[tuple[bytes, LinkRecord]]:
+        prefix = _RID.pack(repo_id)
+        cur = self._t.cursor(db=self._db["links"])
+        if not cur.set_range(prefix):
+            return
+        for k, v in cur:
+            if k[:8] != prefix:
+                return
+            yield bytes(k[8:]), LinkRecord.decode(v)
+
+    def iter_all_links(self) -> Iterator[tuple[int, bytes, LinkRecord]]:
+        for k, v in self._t.cursor(db=self._db["links"]):
+            yield _RID.unpack_from(k)[0], bytes(k[8:]), LinkRecord.decode(v)
+
+    def count(self, name: str) -> int:
+        return self._t.stat(self._db[name])["entries"]
+
+
+def _prefix_keys(cur: lmdb.Cursor, prefix: bytes) -> Iterator[bytes]:
+    if not cur.set_range(prefix):
+        return
+    for k in cur.iternext(keys=True, values=False):
+        if not k.startswith(prefix):
+            return
+        yield bytes(k)
+
+
+# --- the environment -------------------------------------------------------------------------
+
+
+class _ResizeGuard:
+    """Transactions of this process share; a map resize excludes them all.
+
+    LMDB allows ``mdb_env_set_mapsize`` only while the process has no transaction open, and does
+    not check it itself (see the LMDB documentation of mdb_env_set_mapsize).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    def exclusive(self, fn: Callable[[], None]) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            fn()
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Index:
+    """One store's LMDB environment, safe for threads; reopened transparently after ``fork``.
+
+    ``durable=True``: a write transaction is on stable storage when :meth:`write` returns.
+    ``durable=False``: commits survive a process crash (they are in the OS page cache) but not
+    an OS crash until :meth:`sync`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True,
+                 map_size: int = 1 << 30, max_readers: int = 1024) -> None:
+        self._path = os.fspath(path)
+        self._durable = durable
+        self._initial_map_size = map_size
+        self._max_readers = max_readers
+        self._guard = _ResizeGuard()
+        self._open_lock = threading.Lock()
+        self._env: lmdb.Environment | None = None
+        self._dbs: dict[str, Any] = {}
+        self._pid = -1
+        try:
+            self._environment()
+        except lmdb.Error as e:
+            raise ServerException(f"cannot open the index at {self._path}: {e}") from e
+
+    def _environment(self) -> lmdb.Environment:
+        if self._pid == os.getpid() and self._env is not None:
+            return self._env
+        with self._open_lock:
+            if self._pid == os.getpid() and self._env is not None:
+                return self._env
+            if self._env is not None:
+                # Inherited across fork: unusable here (LMDB forbids it) but py-lmdb refuses a
+                # second open of the path while it is registered. Closing it in the child only
+                # releases the child's copies: reader slots are cleared by the child's pid and
+                # the lock file's fcntl locks are the parent's, so the parent is untouched.
+                try:
+                    self._env.close()
+                except lmdb.Error:
+                    pass
+            env = lmdb.open(
+                self._path, map_size=self._initial_map_size, max_dbs=len(_DB_NAMES) + 4,
+                max_readers=self._max_readers, sync=self._durable, metasync=self._durable,
+                writemap=False, readahead=False, subdir=True, lock=True,
+            )
+            # Clear reader slots left by processes that died holding a read transaction, so
+            # they cannot pin old pages (and grow the file) forever.
+            env.reader_check()
+            with env.begin(write=True) as txn:
+                dbs = {name: env.open_db(name.encode(), txn=txn) for name in _DB_NAMES}
+                fmt = txn.get(b"format", db=dbs["meta"])
+                if fmt is None:
+                    txn.put(b"format", str(FORMAT_VERSION).encode(), db=dbs["meta"])
+                elif int(fmt) != FORMAT_VERSION:
+                    raise ServerException(f"store format {int(fmt)} is not supported (expected {FORMAT_VERSION})")
+            self._env, self._dbs, self._pid = env, dbs, os.getpid()
+            return env
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """A short read-only snapshot. Do not hold it across file I/O."""
+        while True:
+            with self._guard.shared():
+                env = self._environment()
+                try:
+                    txn = env.begin(buffers=False)
+                except lmdb.MapResizedError:
+                    pass  # another process grew the map: adopt its size, then retry
+                except lmdb.Error as e:
+                    raise ServerException(f"index read failed: {e}") from e
+                else:
+                    try:
+                        yield Txn(txn, self._dbs)
+                    except lmdb.Error as e:
+                        raise ServerException(f"index read failed: {e}") from e
+                    finally:
+                        txn.abort()
+                    return
+            self._guard.exclusive(lambda: env.set_mapsize(0))
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in one write transaction and commit it; answer what ``fn`` returns.
+
+        ``fn`` may run more than once (when the map must grow it is re-run in a new
+        transaction), so it must not have effects outside the transaction that a second run
+        would repeat wrongly. An exception from ``fn`` aborts the transaction and propagates.
+        """
+        while True:
+            with self._guard.shared():
+                env = self._environment()
+                try:
+                    with env.begin(write=True) as txn:
+                        return fn(Txn(txn, self._dbs))
+                except lmdb.MapFullError:
+                    grow = True
+                except lmdb.MapResizedError:
+                    grow = False
+                except lmdb.Error as e:
+                    raise ServerException(f"index write failed: {e}") from e
+            if grow:
+                self._guard.exclusive(lambda: env.set_mapsize(env.info()["map_size"] * 2))
+            else:
+                self._guard.exclusive(lambda: env.set_mapsize(0))
+
+    def sync(self) -> None:
+        """Flush committed transactions to stable storage (what ``durable=False`` defers)."""
+        try:
+            with self._guard.shared():
+                self._environment().sync(True)
+        except lmdb.Error as e:
+            raise ServerException(f"index sync failed: {e}") from e
+
+    def map_size(self) -> int:
+        return self._environment().info()["map_size"]
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._env is not None and self._pid == os.getpid():
+                self._env.close()
+            self._env = None

@@ -1,0 +1,231 @@
+"""Store maintenance: purge (reclaim space), verify (re-hash content) and stats.
+
+All three run while the store is in use by other threads and processes. Deletion follows one
+rule that keeps it safe against completions racing it: a blob is deleted only inside a write
+transaction that sees no link to it, by renaming it to ``trash/`` *before* the commit that drops
+its record (renamed back if that commit fails). A completion that commits after the deletion
+sees no record and puts its own copy in place; one that commits before keeps the blob linked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .digest import Digest
+from .errors import HashStateError
+from .hashing import hash_file
+from .index import Index, Txn
+from .layout import Layout, fsync_dir, unlink_quiet
+from .uploads import Uploads
+
+log = logging.getLogger("ecrstore")
+
+__all__ = ["Maintenance", "PurgeReport", "VerifyReport", "StoreStats"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    uploads_removed: int
+    blobs_removed: int
+    orphans_removed: int
+    bytes_freed: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    checked: int
+    bytes: int
+    mismatches: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    repositories: int
+    layers: int
+    blobs: int
+    blob_bytes: int
+    linked_bytes: int
+    uploads_in_progress: int
+
+    @property
+    def dedupe_saved_bytes(self) -> int:
+        """Bytes not stored thanks to content addressing (layers linked in several repositories)."""
+        return self.linked_bytes - self.blob_bytes
+
+
+class Maintenance:
+    def __init__(self, index: Index, layout: Layout, uploads: Uploads, *, durable: bool) -> None:
+        self._index = index
+        self._layout = layout
+        self._uploads = uploads
+        self._durable = durable
+
+    # --- purge ---------------------------------------------------------------------------
+
+    def purge(self, *, grace: float) -> PurgeReport:
+        now = time.time()
+        cutoff = now - grace
+        uploads_removed, freed = self._uploads.purge_idle(now)
+        restored_or_removed = self._empty_trash()
+        blobs_removed, blob_bytes = self._unlinked_blobs(cutoff)
+        orphans, orphan_bytes = self._orphan_uploads(cutoff)
+        o2, o2_bytes = self._orphan_blobs(cutoff)
+        return PurgeReport(
+            uploads_removed=uploads_removed,
+            blobs_removed=blobs_removed,
+            orphans_removed=orphans + o2 + restored_or_removed,
+            bytes_freed=freed + blob_bytes + orphan_bytes + o2_bytes,
+        )
+
+    def _unlinked_blobs(self, cutoff: float) -> tuple[int, int]:
+        with self._index.read() as t:
+            candidates = [dg for dg, rec in t.iter_blobs() if rec.created < cutoff and not t.blob_is_linked(dg)]
+        removed = freed = 0
+        for dg in candidates:
+            hexd = dg.hex()
+            path = self._layout.blob(hexd)
+            trash = self._layout.trash_path(f"{hexd}.{uuid.uuid4().hex}")
+
+            def commit(t: Txn, dg: bytes = dg, path: str = path, trash: str = trash) -> int:
+                rec = t.get_blob(dg)
+                if rec is None or t.blob_is_linked(dg):
+                    return -1
+                if os.path.exists(path):
+                    os.rename(path, trash)
+                t.delete_blob(dg)
+                return rec.size
+
+            try:
+                size = self._index.write(commit)
+            except BaseException:
+                if os.path.exists(trash):
+                    os.rename(trash, path)  # the record survived: so must the file
+                raise
+            if size >= 0:
+                unlink_quiet(trash)
+                removed += 1
+                freed += size
+        return removed, freed
+
+    def _empty_trash(self) -> int:
+        """Trash left by a crash mid-deletion: restore it if its record survived, else drop it."""
+        n = 0
+        for name in os.listdir(self._layout.trash):
+            hexd = name.split(".", 1)[0]
+            path = self._layout.trash_path(name)
+            with self._index.read() as t:
+                keep = len(hexd) == 64 and set(hexd) <= _HEX and t.get_blob(bytes.fromhex(hexd)) is not None
+            if keep and not os.path.exists(self._layout.blob(hexd)):
+                os.rename(path, self._layout.blob(hexd))
+            else:
+                unlink_quiet(path)
+            n += 1
+        return n
+
+    def _orphan_uploads(self, cutoff: float) -> tuple[int, int]:
+        """Upload files without a record (a crash between file creation and commit)."""
+        n = freed = 0
+        for name in os.listdir(self._layout.uploads):
+            path = self._layout.upload(name)
+            try:
+                uid = uuid.UUID(hex=name).bytes
+                st = os.stat(path)
+            except (ValueError, FileNotFoundError):
+                continue
+            if st.st_mtime >= cutoff:
+                continue
+            with self._index.read() as t:
+                live = t.get_upload(uid) is not None
+            if not live:
+                unlink_quiet(path)
+                n += 1
+                freed += st.st_size
+        return n, freed
+
+    def _orphan_blobs(self, cutoff: float) -> tuple[int, int]:
+        """Blob files without a record (a crash between the rename and the index commit)."""
+        n = freed = 0
+        for sub in os.listdir(self._layout.blobs):
+            d = os.path.join(self._layout.blobs, sub)
+            for name in os.listdir(d):
+                path = os.path.join(d, name)
+                try:
+                    st = os.stat(path)
+                    dg = bytes.fromhex(name)
+                except (ValueError, FileNotFoundError):
+                    continue
+                # ctime: the rename into blobs/ (and the chmod before it) set it, unlike mtime.
+                if st.st_ctime >= cutoff:
+                    continue
+
+                def commit(t: Txn, dg: bytes = dg, path: str = path) -> bool:
+                    if t.get_blob(dg) is not None:
+                        return False
+                    unlink_quiet(path)
+                    return True
+
+                if self._index.write(commit):
+                    n += 1
+                    freed += st.st_size
+        if n and self._durable:
+            fsync_dir(self._layout.blobs)
+        return n, freed
+
+    # --- verify --------------------------------------------------------------------------
+
+    def verify(self, *, progress: Callable[[int], object] | None = None) -> VerifyReport:
+        with self._index.read() as t:
+            blobs = list(t.iter_blobs())
+            dangling = [(rid, dg) for rid, dg, _ in t.iter_all_links() if t.get_blob(dg) is None]
+        problems: list[tuple[str, str]] = []
+        total = 0
+        for dg, rec in blobs:
+            digest = str(Digest.from_raw(dg))
+            path = self._layout.blob(dg.hex())
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                problems.append((digest, "blob file missing"))
+                continue
+            if size != rec.size:
+                problems.append((digest, f"size {size} differs from the recorded {rec.size}"))
+                continue
+            try:
+                h = hash_file(path, 0, size, None)
+            except (OSError, ValueError, HashStateError) as e:
+                problems.append((digest, f"unreadable: {e}"))
+                continue
+            if h.digest() != dg:
+                problems.append((digest, f"content hashes to sha256:{h.hexdigest()}"))
+            total += size
+            if progress is not None:
+                progress(size)
+        for rid, dg in dangling:
+            problems.append((str(Digest.from_raw(dg)), f"linked by repository #{rid} but not stored"))
+        return VerifyReport(len(blobs), total, tuple(problems))
+
+    # --- stats ---------------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        with self._index.read() as t:
+            blob_bytes = sum(rec.size for _, rec in t.iter_blobs())
+            linked_bytes = sum(rec.size for _, _, rec in t.iter_all_links())
+            return StoreStats(
+                repositories=t.count("repos"),
+                layers=t.count("links"),
+                blobs=t.count("blobs"),
+                blob_bytes=blob_bytes,
+                linked_bytes=linked_bytes,
+                uploads_in_progress=t.count("uploads"),
+            )
