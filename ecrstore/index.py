@@ -184,6 +184,13 @@ class LinkRecord:
         return self._S.pack(FORMAT_VERSION, self.size, self.linked_at) + self.media_type.encode()
 
     @classmethod
+    def size_and_type(cls, raw: bytes) -> tuple[int, str]:
+        version, size, _ = cls._S.unpack_from(raw)
+        if version != FORMAT_VERSION:
+            raise ServerException("layer link record of an unknown format version")
+        return size, raw[cls._S.size:].decode()
+
+    @classmethod
     def decode(cls, raw: bytes) -> LinkRecord:
         version, size, linked_at = cls._S.unpack_from(raw)
         if version != FORMAT_VERSION:
@@ -300,11 +307,21 @@ class Txn:
         raw = self._t.get(_RID.pack(repo_id) + dg, db=self._db["links"])
         return None if raw is None else LinkRecord.decode(raw)
 
-    def get_links(self, repo_id: int, dgs: list[bytes]) -> dict[bytes, LinkRecord]:
-        """Links of many digests in one cursor pass (the batch availability check)."""
+    def get_links(self, repo_id: int, dgs: list[bytes]) -> dict[bytes, tuple[int, str]]:
+        """(size, media type) of the links of many digests, in one cursor pass. The hot path
+        of the batch availability check: records are not materialised."""
+        if not dgs:
+            return {}
         rid = _RID.pack(repo_id)
         cur = self._t.cursor(db=self._db["links"])
-        return {bytes(k[8:]): LinkRecord.decode(v) for k, v in cur.getmulti([rid + d for d in dgs])}
+        return {k[8:]: LinkRecord.size_and_type(v) for k, v in cur.getmulti([rid + d for d in dgs])}
+
+    def blobs_present(self, dgs: list[bytes]) -> set[bytes]:
+        """Which of ``dgs`` are stored (one cursor pass, records not decoded)."""
+        if not dgs:
+            return set()
+        cur = self._t.cursor(db=self._db["blobs"])
+        return {bytes(k) for k, _ in cur.getmulti(dgs)}
 
     def put_link(self, repo_id: int, dg: bytes, rec: LinkRecord) -> None:
         rid = _RID.pack(repo_id)

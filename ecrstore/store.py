@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -56,6 +57,7 @@ log = logging.getLogger("ecrstore")
 
 DEFAULT_REGISTRY_ID = "000000000000"
 _MAX_REPO_TAGS = 50
+_SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _DEFAULT_PAGE = 100
 
 
@@ -348,26 +350,33 @@ class Store:
         registry = v.registry_id(registry_id, self.registry_id)
         name = v.repository_name(repository_name)
         raw = v.str_list(layer_digests, "layerDigests", max_items=100, max_len=1000)
-        parsed = [try_parse_digest(d) for d in raw]
-        keys = [d.raw for d in parsed if d is not None and d.is_sha256]
+        # This call is on every push's critical path (clients ask before each layer), so the
+        # common well-formed sha256 form is recognised with one regex and no Digest objects.
+        keys: list[bytes | None] = []
+        for text in raw:
+            m = _SHA256_RE.fullmatch(text)
+            if m is not None:
+                keys.append(bytes.fromhex(m.group(1)))
+            else:
+                d = try_parse_digest(text)
+                keys.append(d.raw if d is not None and d.is_sha256 else (b"" if d is not None else None))
+        wanted = [k for k in keys if k]
         with self._index.read() as t:
             repo = t.get_repo(registry, name)
             if repo is None:
                 raise self._repo_not_found(registry, name)
-            links = t.get_links(repo.id, keys)
-            elsewhere = {k for k in keys if k not in links and t.get_blob(k) is not None}
+            links = t.get_links(repo.id, wanted)
+            stored = t.blobs_present([k for k in wanted if k not in links])
         layers: list[Layer] = []
         failures: list[LayerFailure] = []
-        for text, d in zip(raw, parsed):
-            if d is None:
+        for text, key in zip(raw, keys):
+            if key is None:
                 failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
-                continue
-            key = d.raw if d.is_sha256 else b""
-            link = links.get(key)
-            if link is not None:
-                layers.append(Layer(str(d), "AVAILABLE", link.size, link.media_type or None))
-            elif key in elsewhere:
-                layers.append(Layer(str(d), "UNAVAILABLE"))
+            elif key in links:
+                size, media_type = links[key]
+                layers.append(Layer("sha256:" + key.hex(), "AVAILABLE", size, media_type or None))
+            elif key in stored:
+                layers.append(Layer("sha256:" + key.hex(), "UNAVAILABLE"))
             else:
                 failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
         return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))

@@ -23,9 +23,9 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import xxhash
@@ -54,8 +54,10 @@ __all__ = ["Uploads", "PartSource", "MAX_PARTS", "MAX_LAYER_BYTES"]
 
 MAX_PARTS = 4200
 MAX_LAYER_BYTES = 52_000 * 2**20
-# Parts at least this large are written by a pool thread while the caller hashes them, so the
-# copy into the page cache and the sha256 proceed on two cores.
+# A part at least this large, when it is the only one being ingested in this process, is written
+# by a pool thread while the caller hashes it: the copy into the page cache and the sha256 then
+# proceed on two cores. With several parts in flight the cores are busy anyway, and each part is
+# written and hashed by its own thread (no hand-off, no oversubscription).
 _OVERLAP_BYTES = 1 << 20
 
 
@@ -122,6 +124,8 @@ class Uploads:
         self._min_part = min_part_size
         self._ttl = upload_ttl
         self._pool = pool  # callable returning the store's ThreadPoolExecutor
+        self._ingesting = 0
+        self._ingesting_lock = threading.Lock()
 
     # --- initiate ------------------------------------------------------------------------
 
@@ -203,17 +207,24 @@ class Uploads:
         """Write the part at ``offset``; answer the sha256 advanced over it and its xxh3-128."""
         if src.view is not None:
             view = src.view
-            if view.nbytes < _OVERLAP_BYTES:
-                pwrite_all(fd, view, offset)
-                hasher.update(view)
-                return hasher, xxhash.xxh3_128_digest(view)
-            pending = self._pool().submit(pwrite_all, fd, view, offset)
+            with self._ingesting_lock:
+                self._ingesting += 1
+                solo = self._ingesting == 1
             try:
-                hasher.update(view)
-                xxh = xxhash.xxh3_128_digest(view)
+                if not solo or view.nbytes < _OVERLAP_BYTES:
+                    pwrite_all(fd, view, offset)
+                    hasher.update(view)
+                    return hasher, xxhash.xxh3_128_digest(view)
+                pending = self._pool().submit(pwrite_all, fd, view, offset)
+                try:
+                    hasher.update(view)
+                    xxh = xxhash.xxh3_128_digest(view)
+                finally:
+                    pending.result()
+                return hasher, xxh
             finally:
-                pending.result()
-            return hasher, xxh
+                with self._ingesting_lock:
+                    self._ingesting -= 1
         # A file: copied kernel-side and hashed through the mmap path, never through Python
         # memory; both at once (each releases the GIL).
         pending = self._pool().submit(_copy_range, src.fd, fd, src.size, offset)

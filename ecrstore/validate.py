@@ -83,8 +83,10 @@ def str_list(value: Any, member: str, *, min_items: int = 1, max_items: int = 10
         raise invalid_parameter(member, f"Member must have length greater than or equal to {min_items}")
     if len(value) > max_items:
         raise invalid_parameter(member, f"Member must have length less than or equal to {max_items}")
-    for item in value:
-        string(item, member, min_len=min_len, max_len=max_len)
+    limit = max_len if max_len is not None else float("inf")
+    if not all(type(item) is str and min_len <= len(item) <= limit for item in value):
+        for item in value:  # find the offender, for the message
+            string(item, member, min_len=min_len, max_len=max_len)
     return list(value)
 
 
