@@ -179,14 +179,13 @@ class Uploads:
             if last + 1 > MAX_LAYER_BYTES:
                 raise LimitExceededException(f"A layer may be at most {MAX_LAYER_BYTES} bytes")
 
-            hasher, xxh = self._ingest(fd, first, src, self._resume(fd, rec, upload_id))
+            hasher = self._resume(fd, rec, upload_id)
+            if os.fstat(fd).st_size > rec.received:
+                os.ftruncate(fd, rec.received)  # leftovers of an earlier failed attempt
+            hasher, xxh = self._ingest(fd, first, src, hasher)
+            if self._durable and rec.received == 0:
+                fsync_dir(self._layout.uploads)  # the file's entry, before bytes are acked
             end = last + 1
-            if os.fstat(fd).st_size > end:
-                os.ftruncate(fd, end)  # leftovers of an earlier failed attempt
-            if self._durable:
-                os.fdatasync(fd)
-                if rec.received == 0:
-                    fsync_dir(self._layout.uploads)  # the file's entry, before bytes are acked
             prev_size = rec.last_last - rec.last_first + 1
             new = dataclasses.replace(
                 rec, received=end, parts=rec.parts + 1, updated=time.time(),
@@ -204,7 +203,8 @@ class Uploads:
             return last
 
     def _ingest(self, fd: int, offset: int, src: PartSource, hasher: Sha256) -> tuple[Sha256, bytes]:
-        """Write the part at ``offset``; answer the sha256 advanced over it and its xxh3-128."""
+        """Write the part at ``offset`` (durable on return in durable mode); answer the sha256
+        advanced over it and its xxh3-128."""
         if src.view is not None:
             view = src.view
             with self._ingesting_lock:
@@ -212,10 +212,11 @@ class Uploads:
                 solo = self._ingesting == 1
             try:
                 if not solo or view.nbytes < _OVERLAP_BYTES:
-                    pwrite_all(fd, view, offset)
+                    self._write(fd, view, offset)
                     hasher.update(view)
                     return hasher, xxhash.xxh3_128_digest(view)
-                pending = self._pool().submit(pwrite_all, fd, view, offset)
+                # write + fdatasync on a pool thread while this one hashes
+                pending = self._pool().submit(self._write, fd, view, offset)
                 try:
                     hasher.update(view)
                     xxh = xxhash.xxh3_128_digest(view)
@@ -227,13 +228,23 @@ class Uploads:
                     self._ingesting -= 1
         # A file: copied kernel-side and hashed through the mmap path, never through Python
         # memory; both at once (each releases the GIL).
-        pending = self._pool().submit(_copy_range, src.fd, fd, src.size, offset)
+        pending = self._pool().submit(self._copy, src.fd, fd, src.size, offset)
         try:
             hasher = hash_file(src.fd, 0, src.size, state=hasher)
             xxh = src.xxh128()
         finally:
             pending.result()
         return hasher, xxh
+
+    def _write(self, fd: int, view: memoryview, offset: int) -> None:
+        pwrite_all(fd, view, offset)
+        if self._durable:
+            os.fdatasync(fd)
+
+    def _copy(self, src: int, dst: int, count: int, offset: int) -> None:
+        _copy_range(src, dst, count, offset)
+        if self._durable:
+            os.fdatasync(dst)
 
     # --- completion ----------------------------------------------------------------------
 
