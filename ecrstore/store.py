@@ -33,7 +33,8 @@ from .errors import (
     TooManyTagsException,
     invalid_parameter,
 )
-from .index import Index, RepoRecord, Txn
+from .index import Index, Txn
+from .records import RepoRecord
 from .layout import Layout
 from .maintenance import Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (

@@ -45,7 +45,8 @@ from .errors import (
     UploadNotFoundException,
 )
 from .hashing import hash_file
-from .index import BlobRecord, Index, LinkRecord, RepoRecord, Txn, UploadRecord
+from .index import Index, Txn
+from .records import BlobRecord, LinkRecord, RepoRecord, UploadRecord
 from .layout import Layout, fsync_dir, pwrite_all, unlink_quiet
 
 log = logging.getLogger("ecrstore")

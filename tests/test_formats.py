@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecrstore.index import BlobRecord, LinkRecord, RepoRecord, UploadRecord
+from ecrstore.records import BlobRecord, LinkRecord, RepoRecord, UploadRecord
 
 
 def test_upload_record_layout():

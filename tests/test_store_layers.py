@@ -232,7 +232,7 @@ def test_idle_uploads_expire_and_are_purged(tmp_path):
 
 def test_damaged_midstate_is_recovered_by_rehashing(store):
     """A stored state that fails its checksum is never trusted: the data file is re-hashed."""
-    from ecrstore.index import UploadRecord
+    from ecrstore.records import UploadRecord
 
     payload = data(3000, seed=9)
     up = store.initiate_layer_upload("app").upload_id
