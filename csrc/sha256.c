@@ -40,7 +40,7 @@ static const uint32_t IV[8] = {
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 };
 
-static const uint32_t K[64] = {
+static const uint32_t K[64] __attribute__((aligned(16))) = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -52,64 +52,146 @@ static const uint32_t K[64] = {
 };
 
 #define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-/* BSIG0 = rotr2 ^ rotr13 ^ rotr22 and the SSIGs are written nested (rotr(rotr(x,9)^x,11)...):
- * the same value with fewer register copies, since baseline x86 rotates are two-operand.
- * BSIG1 stays flat because it sits on the e-to-e dependency chain that bounds the speed,
- * where three independent rotates beat three dependent ones. Measured with gcc 12 -O3. */
-#define BSIG0(x) ROTR(ROTR(ROTR((x), 9) ^ (x), 11) ^ (x), 2)
+#define BSIG0(x) (ROTR((x), 2) ^ ROTR((x), 13) ^ ROTR((x), 22))
 #define BSIG1(x) (ROTR((x), 6) ^ ROTR((x), 11) ^ ROTR((x), 25))
-#define SSIG0(x) (ROTR(ROTR((x), 11) ^ (x), 7) ^ ((x) >> 3))
-#define SSIG1(x) (ROTR(ROTR((x), 2) ^ (x), 17) ^ ((x) >> 10))
 #define CH(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
 
-/* W[i] for i >= 16, in a 16-word ring: the schedule costs no memory beyond one block. */
-#define SCHED(i) \
-    (W[(i) & 15] += SSIG1(W[((i) - 2) & 15]) + W[((i) - 7) & 15] + SSIG0(W[((i) - 15) & 15]))
-#define NOSCHED(i) ((void)0)
+/*
+ * The portable kernel is plain C plus GCC/Clang vector extensions, so it uses nothing beyond
+ * the baseline ISA (SSE2 on x86-64, Advanced SIMD on aarch64; scalar code where there is no
+ * SIMD). It is bound by the rounds' dependency chains and by instruction count, so:
+ *  - the message schedule runs four words at a time on the vector units, software-pipelined
+ *    12 to 16 rounds ahead of its use and with K already added, so a round reads one word;
+ *  - a round's additions are ordered so that only CH(e,f,g) and BSIG1(e) wait for e;
+ *  - Maj(a,b,c) = b ^ ((a^b) & (b^c)), and this round's a^b is the next one's b^c.
+ * Measured with gcc 12 -O3 on x86-64 against the plain unrolled loop with a scalar schedule:
+ * about 25% faster. The nested rotate forms (rotr(rotr(x,a)^x,b)...) save register copies
+ * but lengthen the chains, and measured slower.
+ */
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef uint64_t v2u __attribute__((vector_size(16)));
+
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define SHUF(a, b, i0, i1, i2, i3) __builtin_shufflevector((a), (b), i0, i1, i2, i3)
+#else
+#define SHUF(a, b, i0, i1, i2, i3) __builtin_shuffle((a), (b), (v4u){i0, i1, i2, i3})
+#endif
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LANES_BIG_ENDIAN 1
+#define LOW_HALF 1 /* the 32-bit lane holding the low half of a 64-bit lane */
+#else
+#define LANES_BIG_ENDIAN 0
+#define LOW_HALF 0
+#endif
+
+static inline v4u v_load(const uint32_t *p)
+{
+    v4u v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void v_store(uint32_t *p, v4u v) { memcpy(p, &v, sizeof v); }
+
+/* Four big-endian words. */
+static inline v4u v_load_be(const uint8_t *p)
+{
+    v4u v;
+    memcpy(&v, p, sizeof v);
+    if (LANES_BIG_ENDIAN)
+        return v;
+    const v4u m = {0xff00, 0xff00, 0xff00, 0xff00};
+    return (v << 24) | ((v & m) << 8) | ((v >> 8) & m) | (v >> 24);
+}
+
+/* There is no 32-bit vector rotate in the baseline ISAs: shifts, reusing partial results. */
+static inline v4u v_ssig0(v4u x)
+{
+    v4u r7 = x >> 7, l14 = x << 14;
+    return (x >> 3) ^ r7 ^ (r7 >> 11) ^ l14 ^ (l14 << 11);
+}
+
+/* sigma1 of lanes 0 and 1 (lanes 2 and 3 of the result are garbage): each word is doubled
+ * into a 64-bit lane, where one 64-bit shift right is a 32-bit rotate. */
+static inline v4u v_ssig1_lo(v4u x)
+{
+    v2u d = (v2u)SHUF(x, x, 0, 0, 1, 1);
+    v4u r = (v4u)((d >> 17) ^ (d >> 19));
+    return SHUF(r, r, LOW_HALF, LOW_HALF + 2, LOW_HALF, LOW_HALF + 2) ^ (x >> 10);
+}
+
+/* x3 := W[t..t+3] = W[t-16..] + s0(W[t-15..]) + W[t-7..] + s1(W[t-2..]), sliding x0..x3, and
+ * WK[t..t+3] = W + K. The s1 term of lanes 2 and 3 needs lanes 0 and 1 of the result, so it
+ * is added in two halves. The empty asm makes GCC store WK and let the rounds load it:
+ * otherwise it moves each word from the vector to a general register with two instructions,
+ * which measured slower. */
+#define SCHED(t)                                                                    \
+    do {                                                                            \
+        v4u v_ = x0 + v_ssig0(SHUF(x0, x1, 1, 2, 3, 4)) + SHUF(x2, x3, 1, 2, 3, 4); \
+        v_ += SHUF(v_ssig1_lo(SHUF(x3, x3, 2, 3, 2, 3)), zero, 0, 1, 4, 4);         \
+        v_ += SHUF(zero, v_ssig1_lo(v_), 0, 0, 4, 5);                               \
+        x0 = x1;                                                                    \
+        x1 = x2;                                                                    \
+        x2 = x3;                                                                    \
+        x3 = v_;                                                                    \
+        v_store(WK + (t), v_ + v_load(K + (t)));                                    \
+        __asm__("" : : "r"(WK) : "memory");                                         \
+    } while (0)
+#define NOSCHED(t) ((void)0)
 
 /* One round. Instead of shifting a..h down each round, the caller rotates the names, so a
- * round writes only d and h. Maj(a,b,c) = b ^ ((a^b) & (b^c)), and this round's a^b is the
- * next round's b^c: carried in bc, it saves an operation per round. */
-#define ROUND(a, b, c, d, e, f, g, h, i, S)                                    \
-    do {                                                                       \
-        S(i);                                                                  \
-        uint32_t t1_ = (h) + K[i] + W[(i) & 15] + BSIG1(e) + CH((e), (f), (g)); \
-        uint32_t ab_ = (a) ^ (b);                                              \
-        (d) += t1_;                                                            \
-        (h) = t1_ + BSIG0(a) + ((b) ^ (ab_ & bc));                             \
-        bc = ab_;                                                              \
+ * round writes only d and h. h + WK[i] is ready long before e, so the new e costs CH or
+ * BSIG1 (whichever is later) plus two additions. */
+#define ROUND(a, b, c, d, e, f, g, h, i)                    \
+    do {                                                    \
+        uint32_t hk_ = (h) + WK[i];                         \
+        uint32_t ch_ = CH((e), (f), (g));                   \
+        uint32_t s1_ = BSIG1(e);                            \
+        uint32_t ab_ = (a) ^ (b);                           \
+        (d) = (((d) + hk_) + ch_) + s1_;                    \
+        (h) = (((hk_ + ch_) + ((b) ^ (ab_ & bc))) + BSIG0(a)) + s1_; \
+        bc = ab_;                                           \
     } while (0)
 
-#define ROUNDS8(i, S)                               \
-    ROUND(a, b, c, d, e, f, g, h, (i) + 0, S);      \
-    ROUND(h, a, b, c, d, e, f, g, (i) + 1, S);      \
-    ROUND(g, h, a, b, c, d, e, f, (i) + 2, S);      \
-    ROUND(f, g, h, a, b, c, d, e, (i) + 3, S);      \
-    ROUND(e, f, g, h, a, b, c, d, (i) + 4, S);      \
-    ROUND(d, e, f, g, h, a, b, c, (i) + 5, S);      \
-    ROUND(c, d, e, f, g, h, a, b, (i) + 6, S);      \
-    ROUND(b, c, d, e, f, g, h, a, (i) + 7, S)
+/* Eight rounds, and the schedule four words on after each four (S = SCHED or NOSCHED). */
+#define ROUNDS8(i, S)                            \
+    ROUND(a, b, c, d, e, f, g, h, (i) + 0);      \
+    ROUND(h, a, b, c, d, e, f, g, (i) + 1);      \
+    ROUND(g, h, a, b, c, d, e, f, (i) + 2);      \
+    ROUND(f, g, h, a, b, c, d, e, (i) + 3);      \
+    S((i) + 16);                                 \
+    ROUND(e, f, g, h, a, b, c, d, (i) + 4);      \
+    ROUND(d, e, f, g, h, a, b, c, (i) + 5);      \
+    ROUND(c, d, e, f, g, h, a, b, (i) + 6);      \
+    ROUND(b, c, d, e, f, g, h, a, (i) + 7);      \
+    S((i) + 20)
 
 void ecr_sha256_blocks_portable(uint32_t H[8], const uint8_t *p, size_t nblocks)
 {
-    uint32_t W[16];
+    uint32_t WK[64] __attribute__((aligned(16)));
+    const v4u zero = {0, 0, 0, 0};
 
     while (nblocks--) {
         uint32_t a = H[0], b = H[1], c = H[2], d = H[3];
         uint32_t e = H[4], f = H[5], g = H[6], h = H[7];
         uint32_t bc = b ^ c;
+        v4u x0 = v_load_be(p + 0), x1 = v_load_be(p + 16);
+        v4u x2 = v_load_be(p + 32), x3 = v_load_be(p + 48);
 
-        for (int i = 0; i < 16; i++)
-            W[i] = load32_be(p + 4 * i);
+        v_store(WK + 0, x0 + v_load(K + 0));
+        v_store(WK + 4, x1 + v_load(K + 4));
+        v_store(WK + 8, x2 + v_load(K + 8));
+        v_store(WK + 12, x3 + v_load(K + 12));
 
-        ROUNDS8(0, NOSCHED);
-        ROUNDS8(8, NOSCHED);
+        ROUNDS8(0, SCHED);
+        ROUNDS8(8, SCHED);
         ROUNDS8(16, SCHED);
         ROUNDS8(24, SCHED);
         ROUNDS8(32, SCHED);
         ROUNDS8(40, SCHED);
-        ROUNDS8(48, SCHED);
-        ROUNDS8(56, SCHED);
+        ROUNDS8(48, NOSCHED);
+        ROUNDS8(56, NOSCHED);
 
         H[0] += a; H[1] += b; H[2] += c; H[3] += d;
         H[4] += e; H[5] += f; H[6] += g; H[7] += h;
