@@ -254,6 +254,13 @@ def _rebuild(code: str, message: str, extra: dict[str, Any]) -> EcrError:
     return from_code(code, message, **extra)
 
 
+def repository_not_found(registry_id: str, name: str) -> RepositoryNotFoundException:
+    """RepositoryNotFoundException worded as the service words it."""
+    return RepositoryNotFoundException(
+        f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )
+
+
 def invalid_parameter(member: str, reason: str) -> InvalidParameterException:
     """InvalidParameterException worded as the service words model-constraint failures."""
     return InvalidParameterException(

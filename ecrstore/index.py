@@ -18,6 +18,12 @@ repo_uploads  rid + uuid                       b"" (a repository's uploads, for 
 blobs         dg                               :class:`BlobRecord`
 links         rid + dg                         :class:`LinkRecord` (layer of a repository)
 blob_links    dg + rid                         b"" (reverse of links: is a blob referenced)
+images        rid + dg (manifest)              :class:`ImageRecord` (manifest bytes kept)
+tags          rid + tag                        dg of the image the tag points at
+image_tags    rid + dg + tag                   b"" (the tags of an image)
+image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
+layer_refs    rid + layer dg + image dg        media type the image references the blob with
+counts        rid                              images in the repository (8-byte count)
 ============  ===============================  ==========================================
 
 Transactions are short and never held across file I/O; the write transaction is where every
@@ -37,13 +43,16 @@ from typing import Any, TypeVar
 import lmdb
 
 from .errors import ServerException
-from .records import FORMAT_VERSION, RID, BlobRecord, LinkRecord, RepoRecord, UploadRecord, repo_key
+from .records import FORMAT_VERSION, RID, BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord, repo_key
 
 __all__ = ["Index", "Txn", "RepoRecord", "UploadRecord", "BlobRecord", "LinkRecord", "FORMAT_VERSION"]
 
 T = TypeVar("T")
 
-_DB_NAMES = ("meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links")
+_DB_NAMES = (
+    "meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links",
+    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts",
+)
 _RID = RID
 _TIME = struct.Struct(">d")
 _EMPTY = b""
@@ -149,9 +158,12 @@ class Txn:
         for k, v in self._t.cursor(db=self._db["blobs"]):
             yield bytes(k), BlobRecord.decode(v)
 
+    def blob_link_repos(self, dg: bytes) -> list[int]:
+        """Ids of the repositories that link a blob."""
+        return [_RID.unpack_from(k, 32)[0] for k in _prefix_keys(self._t.cursor(db=self._db["blob_links"]), dg)]
+
     def blob_is_linked(self, dg: bytes) -> bool:
-        cur = self._t.cursor(db=self._db["blob_links"])
-        return cur.set_range(dg) and cur.key()[:32] == dg
+        return _has_prefix(self._t.cursor(db=self._db["blob_links"]), dg)
 
     # links (layers of a repository)
     def get_link(self, repo_id: int, dg: bytes) -> LinkRecord | None:
@@ -198,8 +210,90 @@ class Txn:
         for k, v in self._t.cursor(db=self._db["links"]):
             yield _RID.unpack_from(k)[0], bytes(k[8:]), LinkRecord.decode(v)
 
+    # images
+    def get_image(self, repo_id: int, dg: bytes, *, with_manifest: bool = True) -> ImageRecord | None:
+        raw = self._t.get(_RID.pack(repo_id) + dg, db=self._db["images"])
+        return None if raw is None else ImageRecord.decode(raw, with_manifest=with_manifest)
+
+    def put_image(self, repo_id: int, dg: bytes, rec: ImageRecord) -> None:
+        """Insert a new image (the caller checked it is new) and count it."""
+        rid = _RID.pack(repo_id)
+        self._t.put(rid + dg, rec.encode(), db=self._db["images"])
+        self._add_count(rid, 1)
+
+    def delete_image(self, repo_id: int, dg: bytes) -> None:
+        rid = _RID.pack(repo_id)
+        if self._t.delete(rid + dg, db=self._db["images"]):
+            self._add_count(rid, -1)
+
+    def image_count(self, repo_id: int) -> int:
+        raw = self._t.get(_RID.pack(repo_id), db=self._db["counts"])
+        return 0 if raw is None else _RID.unpack(raw)[0]
+
+    def _add_count(self, rid: bytes, delta: int) -> None:
+        raw = self._t.get(rid, db=self._db["counts"])
+        n = (0 if raw is None else _RID.unpack(raw)[0]) + delta
+        if n:
+            self._t.put(rid, _RID.pack(n), db=self._db["counts"])
+        else:
+            self._t.delete(rid, db=self._db["counts"])
+
+    def iter_image_digests(self, repo_id: int, start: bytes | None = None, *, inclusive: bool = True) -> Iterator[bytes]:
+        """Digests of a repository's images in digest order, from ``start`` on."""
+        rid = _RID.pack(repo_id)
+        cur = self._t.cursor(db=self._db["images"])
+        start = rid if start is None else rid + start + (b"" if inclusive else b"\x00")
+        if not cur.set_range(start):
+            return
+        for k in cur.iternext(keys=True, values=False):
+            if k[:8] != rid:
+                return
+            yield bytes(k[8:])
+
+    # tags
+    def get_tag(self, repo_id: int, tag: str) -> bytes | None:
+        raw = self._t.get(_RID.pack(repo_id) + tag.encode(), db=self._db["tags"])
+        return None if raw is None else bytes(raw)
+
+    def put_tag(self, repo_id: int, tag: str, dg: bytes) -> None:
+        rid, t = _RID.pack(repo_id), tag.encode()
+        self._t.put(rid + t, dg, db=self._db["tags"])
+        self._t.put(rid + dg + t, _EMPTY, db=self._db["image_tags"])
+
+    def delete_tag(self, repo_id: int, tag: str, dg: bytes) -> None:
+        rid, t = _RID.pack(repo_id), tag.encode()
+        self._t.delete(rid + t, db=self._db["tags"])
+        self._t.delete(rid + dg + t, db=self._db["image_tags"])
+
+    def image_tags(self, repo_id: int, dg: bytes) -> list[str]:
+        prefix = _RID.pack(repo_id) + dg
+        return [k[40:].decode() for k in _prefix_keys(self._t.cursor(db=self._db["image_tags"]), prefix)]
+
+    # references between images, and from images to layers
+    def add_image_ref(self, repo_id: int, child: bytes, parent: bytes) -> None:
+        self._t.put(_RID.pack(repo_id) + child + parent, _EMPTY, db=self._db["image_refs"])
+
+    def delete_image_ref(self, repo_id: int, child: bytes, parent: bytes) -> None:
+        self._t.delete(_RID.pack(repo_id) + child + parent, db=self._db["image_refs"])
+
+    def image_is_referenced(self, repo_id: int, child: bytes) -> bool:
+        return _has_prefix(self._t.cursor(db=self._db["image_refs"]), _RID.pack(repo_id) + child)
+
+    def add_layer_ref(self, repo_id: int, layer: bytes, image: bytes, media_type: str) -> None:
+        self._t.put(_RID.pack(repo_id) + layer + image, media_type.encode(), db=self._db["layer_refs"])
+
+    def delete_layer_ref(self, repo_id: int, layer: bytes, image: bytes) -> None:
+        self._t.delete(_RID.pack(repo_id) + layer + image, db=self._db["layer_refs"])
+
+    def layer_is_referenced(self, repo_id: int, layer: bytes) -> bool:
+        return _has_prefix(self._t.cursor(db=self._db["layer_refs"]), _RID.pack(repo_id) + layer)
+
     def count(self, name: str) -> int:
         return self._t.stat(self._db[name])["entries"]
+
+
+def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
+    return cur.set_range(prefix) and cur.key()[: len(prefix)] == prefix
 
 
 def _prefix_keys(cur: lmdb.Cursor, prefix: bytes) -> Iterator[bytes]:

@@ -25,7 +25,7 @@ from .uploads import Uploads
 
 log = logging.getLogger("ecrstore")
 
-__all__ = ["Maintenance", "PurgeReport", "VerifyReport", "StoreStats"]
+__all__ = ["Maintenance", "GcReport", "PurgeReport", "VerifyReport", "StoreStats"]
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -36,6 +36,14 @@ class PurgeReport:
     blobs_removed: int
     orphans_removed: int
     bytes_freed: int
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    layers_unlinked: int
+    blobs_deleted: int
+    bytes_freed: int
+    dry_run: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,37 @@ class Maintenance:
         self._layout = layout
         self._uploads = uploads
         self._durable = durable
+
+    # --- gc ------------------------------------------------------------------------------
+
+    def gc(self, *, grace: float, dry_run: bool) -> GcReport:
+        """Unlink unreferenced layers older than ``grace``, then delete unlinked blobs."""
+        cutoff = time.time() - grace
+        with self._index.read() as t:
+            stale = [(rid, dg) for rid, dg, rec in t.iter_all_links()
+                     if rec.linked_at < cutoff and not t.layer_is_referenced(rid, dg)]
+        if dry_run:
+            going: dict[bytes, set[int]] = {}
+            for rid, dg in stale:
+                going.setdefault(dg, set()).add(rid)
+            with self._index.read() as t:
+                doomed = [rec.size for dg, rec in t.iter_blobs()
+                          if set(t.blob_link_repos(dg)) <= going.get(dg, set())]
+            return GcReport(len(stale), len(doomed), sum(doomed), True)
+        unlinked = 0
+        for rid, dg in stale:
+            def commit(t: Txn, rid: int = rid, dg: bytes = dg) -> bool:
+                rec = t.get_link(rid, dg)
+                # Re-checked under the write lock: a PutImage or a new completion since the
+                # snapshot keeps the layer.
+                if rec is None or rec.linked_at >= cutoff or t.layer_is_referenced(rid, dg):
+                    return False
+                t.delete_link(rid, dg)
+                return True
+
+            unlinked += self._index.write(commit)
+        deleted, freed = self._unlinked_blobs(time.time())
+        return GcReport(unlinked, deleted, freed, False)
 
     # --- purge ---------------------------------------------------------------------------
 

@@ -22,6 +22,16 @@ __all__ = [
     "Layer",
     "LayerFailure",
     "BatchCheckLayerAvailabilityResult",
+    "ImageIdentifier",
+    "Image",
+    "PutImageResult",
+    "ImageFailure",
+    "BatchGetImageResult",
+    "BatchDeleteImageResult",
+    "ListImagesResult",
+    "ImageDetail",
+    "DescribeImagesResult",
+    "GetDownloadUrlForLayerResult",
     "to_wire",
 ]
 
@@ -102,6 +112,76 @@ class LayerFailure:
 class BatchCheckLayerAvailabilityResult:
     layers: tuple[Layer, ...]
     failures: tuple[LayerFailure, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageIdentifier:
+    image_digest: str | None = None
+    image_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    registry_id: str
+    repository_name: str
+    image_id: ImageIdentifier
+    image_manifest: str
+    image_manifest_media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutImageResult:
+    image: Image
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailure:
+    image_id: ImageIdentifier
+    failure_code: str
+    failure_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchGetImageResult:
+    images: tuple[Image, ...]
+    failures: tuple[ImageFailure, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDeleteImageResult:
+    image_ids: tuple[ImageIdentifier, ...]
+    failures: tuple[ImageFailure, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListImagesResult:
+    image_ids: tuple[ImageIdentifier, ...]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDetail:
+    registry_id: str
+    repository_name: str
+    image_digest: str
+    image_tags: tuple[str, ...] | None
+    image_size_in_bytes: int
+    image_pushed_at: float
+    image_manifest_media_type: str
+    artifact_media_type: str | None = None
+    image_status: str = "ACTIVE"
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeImagesResult:
+    image_details: tuple[ImageDetail, ...]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetDownloadUrlForLayerResult:
+    download_url: str
+    layer_digest: str
 
 
 def _camel(name: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .errors import ServerException
 
-__all__ = ["FORMAT_VERSION", "RepoRecord", "UploadRecord", "BlobRecord", "LinkRecord", "repo_key", "RID"]
+__all__ = ["FORMAT_VERSION", "RepoRecord", "UploadRecord", "BlobRecord", "LinkRecord", "ImageRecord", "repo_key", "RID"]
 
 FORMAT_VERSION = 1
 RID = struct.Struct(">Q")
@@ -160,3 +160,32 @@ class LinkRecord:
         if version != FORMAT_VERSION:
             raise ServerException("layer link record of an unknown format version")
         return cls(size, linked_at, bytes(raw[cls._S.size:]).decode())
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """An image of a repository: the manifest exactly as pushed, its media types, when it was
+    pushed and ECR's imageSizeInBytes."""
+
+    pushed_at: float
+    size: int
+    media_type: str
+    artifact_media_type: str
+    manifest: bytes
+
+    _S = struct.Struct(">B7xdQHH")  # version, pushed_at, size, len(media_type), len(artifact)
+
+    def encode(self) -> bytes:
+        mt, at = self.media_type.encode(), self.artifact_media_type.encode()
+        return self._S.pack(FORMAT_VERSION, self.pushed_at, self.size, len(mt), len(at)) + mt + at + self.manifest
+
+    @classmethod
+    def decode(cls, raw: bytes, *, with_manifest: bool = True) -> ImageRecord:
+        version, pushed_at, size, lm, la = cls._S.unpack_from(raw)
+        if version != FORMAT_VERSION:
+            raise ServerException("image record of an unknown format version")
+        o = cls._S.size
+        mt = bytes(raw[o:o + lm]).decode()
+        at = bytes(raw[o + lm:o + lm + la]).decode()
+        manifest = bytes(raw[o + lm + la:]) if with_manifest else b""
+        return cls(pushed_at, size, mt, at, manifest)

@@ -26,17 +26,18 @@ from .errors import (
     EcrError,
     InvalidParameterException,
     InvalidTagParameterException,
+    RepositoryNotEmptyException,
     LayersNotFoundException,
     RepositoryAlreadyExistsException,
-    RepositoryNotFoundException,
     ServerException,
     TooManyTagsException,
     invalid_parameter,
+    repository_not_found,
 )
+from .images import Images
 from .index import Index, Txn
-from .records import RepoRecord
 from .layout import Layout
-from .maintenance import Maintenance, PurgeReport, StoreStats, VerifyReport
+from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
     CompleteLayerUploadResult,
@@ -49,8 +50,18 @@ from .models import (
     Repository,
     UploadLayerPartResult,
 )
+from .models import (
+    BatchDeleteImageResult,
+    BatchGetImageResult,
+    DescribeImagesResult,
+    GetDownloadUrlForLayerResult,
+    ListImagesResult,
+    PutImageResult,
+)
 from .reader import LayerReader
+from .records import RepoRecord
 from .uploads import PartSource, Uploads
+from .urls import UrlSigner
 
 __all__ = ["Store"]
 
@@ -87,6 +98,8 @@ class Store:
         upload_ttl: float = 24 * 3600,
         durable: bool = True,
         region: str = "us-east-1",
+        max_layers_per_image: int = 127,
+        max_images_per_repository: int = 10_000,
         map_size: int = 1 << 30,
     ) -> None:
         self.registry_id = v.registry_id(registry_id, DEFAULT_REGISTRY_ID)
@@ -117,6 +130,10 @@ class Store:
             upload_ttl=upload_ttl, pool=self._pool,
         )
         self._maint = Maintenance(self._index, self._layout, self._uploads, durable=durable)
+        self._images = Images(
+            self._index, UrlSigner(os.path.join(self.path, "url-signing.key")),
+            max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -218,7 +235,7 @@ class Store:
                 recs = [t.get_repo(registry, n) for n in names]
             for n, rec in zip(names, recs):
                 if rec is None:
-                    raise self._repo_not_found(registry, n)
+                    raise repository_not_found(registry, n)
             return DescribeRepositoriesResult(tuple(self._repository(r) for r in recs))
         after = _decode_token(next_token, registry) if next_token is not None else None
         limit = page or _DEFAULT_PAGE
@@ -235,9 +252,10 @@ class Store:
 
     def delete_repository(self, repository_name: str, *, registry_id: str | None = None,
                           force: bool = False) -> Repository:
-        """DeleteRepository: removes the repository, its pending uploads and its layer links
-        (blobs no other repository links are reclaimed by :meth:`purge`). Errors:
-        RepositoryNotFound, RepositoryNotEmpty (images present and not ``force``)."""
+        """DeleteRepository: removes the repository, its pending uploads and its layer links,
+        and with ``force`` its images (blobs no other repository links are reclaimed by
+        :meth:`gc` / :meth:`purge`). Errors: RepositoryNotFound, RepositoryNotEmpty (images
+        present and not ``force``). One transaction: all of it happens or none."""
         registry = v.registry_id(registry_id, self.registry_id)
         name = v.repository_name(repository_name)
         if not isinstance(force, bool):
@@ -246,7 +264,14 @@ class Store:
         def commit(t: Txn) -> tuple[RepoRecord, list[bytes]]:
             rec = t.get_repo(registry, name)
             if rec is None:
-                raise self._repo_not_found(registry, name)
+                raise repository_not_found(registry, name)
+            if t.image_count(rec.id):
+                if not force:
+                    raise RepositoryNotEmptyException(
+                        f"The repository with name '{name}' in registry with id '{registry}' cannot be "
+                        "deleted because it still contains images"
+                    )
+                self._images.delete_all(t, rec.id)
             uids = t.repo_upload_ids(rec.id)
             for uid in uids:
                 up = t.get_upload(uid)
@@ -365,7 +390,7 @@ class Store:
         with self._index.read() as t:
             repo = t.get_repo(registry, name)
             if repo is None:
-                raise self._repo_not_found(registry, name)
+                raise repository_not_found(registry, name)
             links = t.get_links(repo.id, wanted)
             stored = t.blobs_present([k for k in wanted if k not in links])
         layers: list[Layer] = []
@@ -391,7 +416,7 @@ class Store:
         with self._index.read() as t:
             repo = t.get_repo(registry, name)
             if repo is None:
-                raise self._repo_not_found(registry, name)
+                raise repository_not_found(registry, name)
             link = t.get_link(repo.id, d.raw) if d.is_sha256 else None
         if link is None:
             raise LayersNotFoundException(
@@ -407,7 +432,75 @@ class Store:
             items = [(str(Digest.from_raw(dg)), rec.size) for dg, rec in t.iter_links(repo.id)]
         return iter(items)
 
+    # --- images --------------------------------------------------------------------------
+
+    def put_image(self, repository_name: str, image_manifest: str, *, image_manifest_media_type: str | None = None,
+                  image_tag: str | None = None, image_digest: str | None = None,
+                  registry_id: str | None = None) -> PutImageResult:
+        """PutImage: store a manifest (byte for byte; its digest is the sha256 of its UTF-8
+        bytes) and optionally tag it. Docker schema 2 manifests and manifest lists, OCI
+        manifests and indexes. Errors: RepositoryNotFound, InvalidParameter (unparsable,
+        layer-less, over the layer limit, schema 1), ImageDigestDoesNotMatch, LayersNotFound
+        (the config blob and every layer must be layers of this repository),
+        ReferencedImagesNotFound, ImageTagAlreadyExists (immutable tags), ImageAlreadyExists,
+        LimitExceeded. One transaction, durable on return (durable mode)."""
+        return self._images.put_image(registry_id, repository_name, image_manifest,
+                                      image_manifest_media_type, image_tag, image_digest)
+
+    def batch_get_image(self, repository_name: str, image_ids: Sequence[Any], *,
+                        accepted_media_types: Sequence[str] | None = None,
+                        registry_id: str | None = None) -> BatchGetImageResult:
+        """BatchGetImage: manifests by digest and/or tag; missing or mismatched ids are
+        per-item failures. Request errors: RepositoryNotFound, InvalidParameter."""
+        return self._images.batch_get_image(registry_id, repository_name, image_ids, accepted_media_types)
+
+    def batch_delete_image(self, repository_name: str, image_ids: Sequence[Any], *,
+                           registry_id: str | None = None) -> BatchDeleteImageResult:
+        """BatchDeleteImage: by tag removes the tag (and the image with its last tag); by digest
+        removes the image and all its tags; an image a manifest list references is a failure
+        (ImageReferencedByManifestList). Layers stay linked until :meth:`gc`."""
+        return self._images.batch_delete_image(registry_id, repository_name, image_ids)
+
+    def list_images(self, repository_name: str, *, filter: dict[str, str] | None = None,
+                    max_results: int | None = None, next_token: str | None = None,
+                    registry_id: str | None = None) -> ListImagesResult:
+        """ListImages: one id per (digest, tag), one digest-only id per untagged image, in
+        digest order; ``next_token`` pages stay correct while images are pushed."""
+        return self._images.list_images(registry_id, repository_name, filter, max_results, next_token)
+
+    def describe_images(self, repository_name: str, *, image_ids: Sequence[Any] | None = None,
+                        filter: dict[str, str] | None = None, max_results: int | None = None,
+                        next_token: str | None = None, registry_id: str | None = None) -> DescribeImagesResult:
+        """DescribeImages: details of the named images (a missing one raises
+        ImageNotFoundException) or a page of all of them."""
+        return self._images.describe_images(registry_id, repository_name, image_ids, filter, max_results, next_token)
+
+    def get_download_url_for_layer(self, repository_name: str, layer_digest: str, *,
+                                   registry_id: str | None = None, base_url: str = "http://127.0.0.1:5000",
+                                   expires_in: float = 3600.0) -> GetDownloadUrlForLayerResult:
+        """GetDownloadUrlForLayer: a URL under ``base_url`` (where ``ecrstore serve`` listens),
+        signed with the store's key and valid for ``expires_in`` seconds. Errors:
+        LayersNotFound, LayerInaccessible (no image references the layer), RepositoryNotFound."""
+        return self._images.get_download_url_for_layer(registry_id, repository_name, layer_digest,
+                                                       base_url, expires_in)
+
+    def open_download(self, method: str, path: str, query: dict[str, str]) -> LayerReader:
+        """Open the layer a signed download URL names, after checking its signature and
+        expiry (AccessDeniedException) and that the layer is still in its repository."""
+        registry, repository, digest = self._images.verify_url(method, path, query)
+        return self.open_layer(repository, digest, registry_id=registry)
+
     # --- maintenance ---------------------------------------------------------------------
+
+    def gc(self, *, grace: float = 24 * 3600.0, dry_run: bool = False) -> GcReport:
+        """Online garbage collection: unlink layers that no image of their repository
+        references and that were linked more than ``grace`` seconds ago, then delete blobs no
+        repository links. Runs while uploads, completions and PutImage continue: every
+        deletion re-checks its condition inside the write transaction that performs it, and a
+        completion racing a blob deletion puts its own copy in place."""
+        return self._os(self._maint.gc, grace=grace, dry_run=dry_run)
+
+    # --- maintenance (files) -------------------------------------------------------------
 
     def purge(self, *, grace: float = 3600.0) -> PurgeReport:
         """Reclaim space: uploads idle past ``upload_ttl``, blobs no repository links (older
@@ -437,14 +530,8 @@ class Store:
         with self._index.read() as t:
             rec = t.get_repo(registry, name)
         if rec is None:
-            raise self._repo_not_found(registry, name)
+            raise repository_not_found(registry, name)
         return rec
-
-    @staticmethod
-    def _repo_not_found(registry: str, name: str) -> RepositoryNotFoundException:
-        return RepositoryNotFoundException(
-            f"The repository with name '{name}' does not exist in the registry with id '{registry}'"
-        )
 
     def _repository(self, rec: RepoRecord) -> Repository:
         return Repository(

@@ -40,9 +40,9 @@ from .errors import (
     LayerAlreadyExistsException,
     LayerPartTooSmallException,
     LimitExceededException,
-    RepositoryNotFoundException,
     ServerException,
     UploadNotFoundException,
+    repository_not_found,
 )
 from .hashing import hash_file
 from .index import Index, Txn
@@ -141,7 +141,7 @@ class Uploads:
 
         def commit(t: Txn) -> None:
             if t.get_repo(repo.registry_id, repo.name) != repo:
-                raise _repo_gone(repo)
+                raise repository_not_found(repo.registry_id, repo.name)
             t.put_upload(uid.bytes, UploadRecord(repo.id, now, now))
 
         try:
@@ -470,10 +470,4 @@ def _already_exists(digest: Digest, repo: RepoRecord) -> LayerAlreadyExistsExcep
     return LayerAlreadyExistsException(
         f"The layer with digest '{digest}' already exists in the repository with name "
         f"'{repo.name}' in registry with id '{repo.registry_id}'"
-    )
-
-
-def _repo_gone(repo: RepoRecord) -> RepositoryNotFoundException:
-    return RepositoryNotFoundException(
-        f"The repository with name '{repo.name}' does not exist in the registry with id '{repo.registry_id}'"
     )

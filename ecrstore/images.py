@@ -1,0 +1,450 @@
+"""ECR's image operations: PutImage, BatchGetImage, BatchDeleteImage, ListImages,
+DescribeImages, GetDownloadUrlForLayer.
+
+Each write is one LMDB write transaction that re-checks everything it depends on (the
+repository, the layers a manifest references, the tag), so a concurrent deletion or GC can
+never leave an image pointing at content that is gone. Reads use one snapshot each.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from . import validate as v
+from .digest import Digest, parse_digest, try_parse_digest
+from .errors import (
+    ImageAlreadyExistsException,
+    ImageDigestDoesNotMatchException,
+    ImageNotFoundException,
+    ImageTagAlreadyExistsException,
+    InvalidParameterException,
+    LayerInaccessibleException,
+    LayersNotFoundException,
+    LimitExceededException,
+    ReferencedImagesNotFoundException,
+    invalid_parameter,
+    repository_not_found,
+)
+from .index import Index, Txn
+from .manifest import ParsedManifest, parse_manifest
+from .models import (
+    BatchDeleteImageResult,
+    BatchGetImageResult,
+    DescribeImagesResult,
+    GetDownloadUrlForLayerResult,
+    Image,
+    ImageDetail,
+    ImageFailure,
+    ImageIdentifier,
+    ListImagesResult,
+    PutImageResult,
+)
+from .records import ImageRecord, LinkRecord, RepoRecord
+from .urls import UrlSigner
+
+__all__ = ["Images"]
+
+MAX_MANIFEST_CHARS = 4_194_304
+MAX_TAGS_PER_IMAGE = 1000
+_TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
+_IMAGE_STATUS = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
+
+
+class Images:
+    def __init__(self, index: Index, signer: UrlSigner, *, max_layers: int, max_images: int,
+                 repo_lookup: Callable[[str | None, str], RepoRecord]) -> None:
+        self._index = index
+        self._signer = signer
+        self._max_layers = max_layers
+        self._max_images = max_images
+        self._repo = repo_lookup
+
+    # --- PutImage ------------------------------------------------------------------------
+
+    def put_image(self, registry_id: str | None, repository_name: str, image_manifest: str,
+                  media_type: str | None, image_tag: str | None, image_digest: str | None) -> PutImageResult:
+        v.string(image_manifest, "imageManifest", min_len=1, max_len=MAX_MANIFEST_CHARS)
+        if media_type is not None:
+            v.string(media_type, "imageManifestMediaType", min_len=1, max_len=255)
+        if image_tag is not None:
+            v.string(image_tag, "imageTag", min_len=1, max_len=300)
+        given = parse_digest(image_digest, "imageDigest") if image_digest is not None else None
+        repo = self._repo(registry_id, repository_name)
+        parsed = parse_manifest(image_manifest, media_type, max_layers=self._max_layers)
+        if given is not None and given != parsed.digest:
+            raise ImageDigestDoesNotMatchException(
+                f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'the digest of the "
+                f"manifest is {parsed.digest}, not {given}'"
+            )
+        manifest_bytes = image_manifest.encode("utf-8")
+        dg = parsed.digest.raw
+        now = time.time()
+
+        def commit(t: Txn) -> None:
+            cur = t.get_repo(repo.registry_id, repo.name)
+            if cur is None or cur.id != repo.id:
+                raise repository_not_found(repo.registry_id, repo.name)
+            size = self._check_references(t, repo, parsed)
+            existing = t.get_image(repo.id, dg, with_manifest=False)
+            if image_tag is not None:
+                points_at = t.get_tag(repo.id, image_tag)
+                if points_at is not None and _tag_is_immutable(repo, image_tag):
+                    raise ImageTagAlreadyExistsException(
+                        f"The image tag '{image_tag}' already exists in the '{repo.name}' repository "
+                        f"and cannot be overwritten because the tag is immutable."
+                    )
+                if points_at == dg:
+                    raise _already_exists(parsed.digest, image_tag, repo)
+                if points_at is not None:
+                    t.delete_tag(repo.id, image_tag, points_at)  # the tag moves
+            elif existing is not None:
+                raise _already_exists(parsed.digest, None, repo)
+            if existing is None:
+                if t.image_count(repo.id) >= self._max_images:
+                    raise LimitExceededException(
+                        f"The repository '{repo.name}' holds its maximum of {self._max_images} images"
+                    )
+                t.put_image(repo.id, dg, ImageRecord(now, size, parsed.media_type,
+                                                     parsed.artifact_media_type or "", manifest_bytes))
+                self._add_references(t, repo.id, parsed)
+            if image_tag is not None:
+                if len(t.image_tags(repo.id, dg)) >= MAX_TAGS_PER_IMAGE:
+                    raise LimitExceededException(f"An image may have at most {MAX_TAGS_PER_IMAGE} tags")
+                t.put_tag(repo.id, image_tag, dg)
+
+        self._index.write(commit)
+        image = Image(repo.registry_id, repo.name, ImageIdentifier(str(parsed.digest), image_tag),
+                      image_manifest, parsed.media_type)
+        return PutImageResult(image)
+
+    def _check_references(self, t: Txn, repo: RepoRecord, parsed: ParsedManifest) -> int:
+        """Check the manifest's references in this repository; answer imageSizeInBytes."""
+        if parsed.is_index:
+            missing = [str(m.digest) for m in parsed.manifests if t.get_image(repo.id, m.digest.raw, with_manifest=False) is None]
+            if missing:
+                raise ReferencedImagesNotFoundException(
+                    f"Some of the referenced images were not found in the repository with name "
+                    f"'{repo.name}' in the registry with id '{repo.registry_id}': {', '.join(missing)}"
+                )
+            sizes = [t.get_image(repo.id, m.digest.raw, with_manifest=False).size for m in parsed.manifests]
+            return max(sizes, default=0)
+        wanted = [parsed.config, *parsed.layers]
+        links = {d.digest.raw: t.get_link(repo.id, d.digest.raw) for d in wanted}
+        missing = [str(d.digest) for d in wanted if links[d.digest.raw] is None]
+        if missing:
+            raise LayersNotFoundException(
+                f"Layers with digests {sorted(set(missing))} required for pushing image into repository "
+                f"with name '{repo.name}' in the registry with id '{repo.registry_id}' do not exist"
+            )
+        return sum(links[d.digest.raw].size for d in parsed.layers)
+
+    def _add_references(self, t: Txn, repo_id: int, parsed: ParsedManifest) -> None:
+        dg = parsed.digest.raw
+        if parsed.is_index:
+            for m in parsed.manifests:
+                t.add_image_ref(repo_id, m.digest.raw, dg)
+            return
+        for d in (parsed.config, *parsed.layers):
+            key = d.digest.raw
+            t.add_layer_ref(repo_id, key, dg, d.media_type)
+            link = t.get_link(repo_id, key)
+            if link is not None and not link.media_type and d.media_type:
+                t.put_link(repo_id, key, LinkRecord(link.size, link.linked_at, d.media_type))
+
+    # --- deletion ------------------------------------------------------------------------
+
+    def _delete_image(self, t: Txn, repo_id: int, dg: bytes) -> None:
+        rec = t.get_image(repo_id, dg)
+        for tag in t.image_tags(repo_id, dg):
+            t.delete_tag(repo_id, tag, dg)
+        parsed = _reparse(rec)
+        if parsed is not None:
+            if parsed.is_index:
+                for m in parsed.manifests:
+                    t.delete_image_ref(repo_id, m.digest.raw, dg)
+            else:
+                for d in (parsed.config, *parsed.layers):
+                    t.delete_layer_ref(repo_id, d.digest.raw, dg)
+        t.delete_image(repo_id, dg)
+
+    def delete_all(self, t: Txn, repo_id: int) -> None:
+        """Remove every image of a repository (DeleteRepository with force)."""
+        for dg in list(t.iter_image_digests(repo_id)):
+            self._delete_image(t, repo_id, dg)
+
+    def batch_delete_image(self, registry_id: str | None, repository_name: str,
+                           image_ids: Sequence[Any]) -> BatchDeleteImageResult:
+        ids = _image_ids(image_ids)
+        repo = self._repo(registry_id, repository_name)
+
+        def commit(t: Txn) -> tuple[list[ImageIdentifier], list[ImageFailure]]:
+            deleted: list[ImageIdentifier] = []
+            failures: list[ImageFailure] = []
+            for ident in ids:
+                found = self._resolve(t, repo, ident)
+                if isinstance(found, ImageFailure):
+                    failures.append(found)
+                    continue
+                dg, _ = found
+                if ident.image_digest is None:  # by tag: the tag goes; the image with its last tag
+                    tags = t.image_tags(repo.id, dg)
+                    if len(tags) > 1:
+                        t.delete_tag(repo.id, ident.image_tag, dg)
+                        deleted.append(ImageIdentifier(str(Digest.from_raw(dg)), ident.image_tag))
+                        continue
+                if t.image_is_referenced(repo.id, dg):
+                    failures.append(ImageFailure(ident, "ImageReferencedByManifestList",
+                                                 "Requested image is referenced by a manifest list"))
+                    continue
+                tags = t.image_tags(repo.id, dg)
+                self._delete_image(t, repo.id, dg)
+                digest = str(Digest.from_raw(dg))
+                deleted.extend(ImageIdentifier(digest, tag) for tag in tags) if tags else deleted.append(
+                    ImageIdentifier(digest))
+            return deleted, failures
+
+        deleted, failures = self._index.write(commit)
+        return BatchDeleteImageResult(tuple(deleted), tuple(failures))
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def batch_get_image(self, registry_id: str | None, repository_name: str, image_ids: Sequence[Any],
+                        accepted_media_types: Sequence[str] | None) -> BatchGetImageResult:
+        ids = _image_ids(image_ids)
+        accepted = None
+        if accepted_media_types is not None:
+            accepted = set(v.str_list(accepted_media_types, "acceptedMediaTypes", max_items=100, min_len=1, max_len=255))
+        repo = self._repo(registry_id, repository_name)
+        images: list[Image] = []
+        failures: list[ImageFailure] = []
+        seen: set[tuple[bytes, str | None]] = set()
+        with self._index.read() as t:
+            for ident in ids:
+                found = self._resolve(t, repo, ident)
+                if isinstance(found, ImageFailure):
+                    failures.append(found)
+                    continue
+                dg, rec = found
+                if accepted is not None and rec.media_type not in accepted:
+                    failures.append(ImageFailure(ident, "ImageNotFound",
+                                                 f"Requested image's media type {rec.media_type} is not accepted"))
+                    continue
+                if (dg, ident.image_tag) in seen:
+                    continue
+                seen.add((dg, ident.image_tag))
+                images.append(Image(repo.registry_id, repo.name,
+                                    ImageIdentifier(str(Digest.from_raw(dg)), ident.image_tag),
+                                    rec.manifest.decode("utf-8"), rec.media_type))
+        return BatchGetImageResult(tuple(images), tuple(failures))
+
+    def _resolve(self, t: Txn, repo: RepoRecord, ident: ImageIdentifier) -> tuple[bytes, ImageRecord] | ImageFailure:
+        """The image an identifier names, or the per-item failure ECR reports for it."""
+        if ident.image_digest is None and ident.image_tag is None:
+            return ImageFailure(ident, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null")
+        dg = None
+        if ident.image_digest is not None:
+            d = try_parse_digest(ident.image_digest)
+            if d is None or not d.is_sha256:
+                return ImageFailure(ident, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")
+            dg = d.raw
+        if ident.image_tag is not None:
+            if not 1 <= len(ident.image_tag) <= 300:
+                return ImageFailure(ident, "InvalidImageTag", "Invalid request parameters: image tag must be 1 to 300 characters")
+            tagged = t.get_tag(repo.id, ident.image_tag)
+            if tagged is None:
+                return ImageFailure(ident, "ImageNotFound", "Requested image not found")
+            if dg is not None and dg != tagged:
+                return ImageFailure(ident, "ImageTagDoesNotMatchDigest", "Invalid request parameters: given tag does not map to the given digest")
+            dg = tagged
+        rec = t.get_image(repo.id, dg)
+        if rec is None:
+            return ImageFailure(ident, "ImageNotFound", "Requested image not found")
+        return dg, rec
+
+    def list_images(self, registry_id: str | None, repository_name: str, filter: Any,
+                    max_results: int | None, next_token: str | None) -> ListImagesResult:
+        tag_status, _ = _filter(filter)
+        limit = v.max_results(max_results) or 100
+        repo = self._repo(registry_id, repository_name)
+        after = _decode_token(next_token, repo, "l") if next_token is not None else None
+        out: list[tuple[bytes, str | None]] = []
+        more = False
+        with self._index.read() as t:
+            # From the token's digest on, inclusive: it may have tags left to list.
+            start = bytes.fromhex(after[0]) if after is not None else None
+            for dg in t.iter_image_digests(repo.id, start, inclusive=True):
+                tags = t.image_tags(repo.id, dg)
+                entries: list[str | None] = list(tags) if tags else [None]
+                if tag_status == "TAGGED" and not tags or tag_status == "UNTAGGED" and tags:
+                    continue
+                for tag in entries:
+                    if after is not None and (dg.hex(), tag or "") <= (after[0], after[1] or ""):
+                        continue
+                    if len(out) == limit:
+                        more = True
+                        break
+                    out.append((dg, tag))
+                if more:
+                    break
+        token = _encode_token(repo, "l", out[-1][0].hex(), out[-1][1]) if more else None
+        return ListImagesResult(tuple(ImageIdentifier(str(Digest.from_raw(dg)), tag) for dg, tag in out), token)
+
+    def describe_images(self, registry_id: str | None, repository_name: str, image_ids: Sequence[Any] | None,
+                        filter: Any, max_results: int | None, next_token: str | None) -> DescribeImagesResult:
+        tag_status, _ = _filter(filter)
+        repo = self._repo(registry_id, repository_name)
+        if image_ids is not None:
+            if max_results is not None or next_token is not None:
+                raise InvalidParameterException("maxResults and nextToken cannot be used with imageIds")
+            ids = _image_ids(image_ids)
+            with self._index.read() as t:
+                details, seen = [], set()
+                for ident in ids:
+                    found = self._resolve(t, repo, ident)
+                    if isinstance(found, ImageFailure):
+                        if found.failure_code in ("ImageNotFound", "ImageTagDoesNotMatchDigest"):
+                            raise ImageNotFoundException(
+                                f"The image with imageId {_ident_text(ident)} does not exist within the repository "
+                                f"with name '{repo.name}' in the registry with id '{repo.registry_id}'"
+                            )
+                        raise InvalidParameterException(found.failure_reason)
+                    if found[0] not in seen:
+                        seen.add(found[0])
+                        details.append(self._detail(t, repo, *found))
+            return DescribeImagesResult(tuple(details))
+        limit = v.max_results(max_results) or 100
+        after = _decode_token(next_token, repo, "d") if next_token is not None else None
+        details = []
+        more = False
+        with self._index.read() as t:
+            for dg in t.iter_image_digests(repo.id, bytes.fromhex(after[0]) if after else None, inclusive=False):
+                tags = t.image_tags(repo.id, dg)
+                if tag_status == "TAGGED" and not tags or tag_status == "UNTAGGED" and tags:
+                    continue
+                if len(details) == limit:
+                    more = True
+                    break
+                details.append(self._detail(t, repo, dg, t.get_image(repo.id, dg, with_manifest=False), tags))
+        token = _encode_token(repo, "d", details[-1].image_digest[7:], None) if more else None
+        return DescribeImagesResult(tuple(details), token)
+
+    def _detail(self, t: Txn, repo: RepoRecord, dg: bytes, rec: ImageRecord, tags: list[str] | None = None) -> ImageDetail:
+        if tags is None:
+            tags = t.image_tags(repo.id, dg)
+        return ImageDetail(
+            registry_id=repo.registry_id, repository_name=repo.name, image_digest=str(Digest.from_raw(dg)),
+            image_tags=tuple(tags) or None, image_size_in_bytes=rec.size, image_pushed_at=rec.pushed_at,
+            image_manifest_media_type=rec.media_type, artifact_media_type=rec.artifact_media_type or None,
+        )
+
+    # --- download URLs -------------------------------------------------------------------
+
+    def verify_url(self, method: str, path: str, query: dict[str, str]) -> tuple[str, str, str]:
+        return self._signer.verify(method, path, query)
+
+    def get_download_url_for_layer(self, registry_id: str | None, repository_name: str, layer_digest: str,
+                                   base_url: str, expires_in: float) -> GetDownloadUrlForLayerResult:
+        d = parse_digest(layer_digest, "layerDigest")
+        repo = self._repo(registry_id, repository_name)
+        with self._index.read() as t:
+            linked = d.is_sha256 and t.get_link(repo.id, d.raw) is not None
+            referenced = linked and t.layer_is_referenced(repo.id, d.raw)
+        if not linked:
+            raise LayersNotFoundException(
+                f"The layer with digest {d} does not exist within the repository with name "
+                f"'{repo.name}' in the registry with id '{repo.registry_id}'"
+            )
+        if not referenced:
+            raise LayerInaccessibleException(
+                f"The layer with digest {d} in the repository with name '{repo.name}' in the registry "
+                f"with id '{repo.registry_id}' is not referenced by any image"
+            )
+        url = self._signer.sign(base_url, repo.registry_id, repo.name, str(d), expires_in)
+        return GetDownloadUrlForLayerResult(url, str(d))
+
+
+def _tag_is_immutable(repo: RepoRecord, tag: str) -> bool:
+    mode = repo.image_tag_mutability
+    if mode == "IMMUTABLE":
+        return True
+    if mode == "MUTABLE":
+        return False
+    matched = any(fnmatch.fnmatchcase(tag, f["filter"]) for f in repo.image_tag_mutability_exclusion_filters)
+    # The filters name the exceptions to the repository's rule.
+    return not matched if mode == "IMMUTABLE_WITH_EXCLUSION" else matched
+
+
+def _image_ids(image_ids: Any) -> list[ImageIdentifier]:
+    if isinstance(image_ids, (str, bytes)) or not isinstance(image_ids, Sequence):
+        raise invalid_parameter("imageIds", "Member must be a list")
+    if not 1 <= len(image_ids) <= 100:
+        raise invalid_parameter("imageIds", "Member must have length between 1 and 100")
+    out = []
+    for item in image_ids:
+        if isinstance(item, ImageIdentifier):
+            out.append(item)
+        elif isinstance(item, dict) and set(item) <= {"imageDigest", "imageTag"}:
+            dg, tag = item.get("imageDigest"), item.get("imageTag")
+            if dg is not None and not isinstance(dg, str) or tag is not None and not isinstance(tag, str):
+                raise invalid_parameter("imageIds", "imageDigest and imageTag must be strings")
+            out.append(ImageIdentifier(dg, tag))
+        else:
+            raise invalid_parameter("imageIds", "Member must be a list of {imageDigest, imageTag}")
+    return out
+
+
+def _filter(value: Any) -> tuple[str, str]:
+    if value is None:
+        return "ANY", "ANY"
+    if not isinstance(value, dict) or not set(value) <= {"tagStatus", "imageStatus"}:
+        raise invalid_parameter("filter", "Member must be a structure of tagStatus and imageStatus")
+    tag_status = v.enum(value.get("tagStatus", "ANY"), "filter.tagStatus", _TAG_STATUS)
+    image_status = v.enum(value.get("imageStatus", "ANY"), "filter.imageStatus", _IMAGE_STATUS)
+    return tag_status, image_status
+
+
+def _encode_token(repo: RepoRecord, kind: str, digest_hex: str, tag: str | None) -> str:
+    raw = json.dumps([kind, repo.id, digest_hex, tag], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: Any, repo: RepoRecord, kind: str) -> tuple[str, str | None]:
+    try:
+        k, rid, digest_hex, tag = json.loads(base64.urlsafe_b64decode(str(token).encode()))
+        if k != kind or rid != repo.id or len(bytes.fromhex(digest_hex)) != 32:
+            raise ValueError
+        if tag is not None and not isinstance(tag, str):
+            raise ValueError
+        return digest_hex, tag
+    except (ValueError, TypeError):
+        raise InvalidParameterException("Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'") from None
+
+
+def _reparse(rec: ImageRecord | None) -> ParsedManifest | None:
+    if rec is None:
+        return None
+    try:
+        return parse_manifest(rec.manifest.decode("utf-8"), rec.media_type, max_layers=10**9)
+    except InvalidParameterException:  # stored manifests were valid when put
+        return None
+
+
+def _ident_text(ident: ImageIdentifier) -> str:
+    parts = []
+    if ident.image_digest is not None:
+        parts.append(f"imageDigest={ident.image_digest}")
+    if ident.image_tag is not None:
+        parts.append(f"imageTag={ident.image_tag}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _already_exists(digest: Digest, tag: str | None, repo: RepoRecord) -> ImageAlreadyExistsException:
+    return ImageAlreadyExistsException(
+        f"Image with digest '{digest}'" + (f" and tag '{tag}'" if tag else "")
+        + f" already exists in the repository with name '{repo.name}' in registry with id '{repo.registry_id}'"
+    )
