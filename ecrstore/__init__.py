@@ -11,10 +11,12 @@ from .digest import Digest, parse_digest
 from .errors import EcrError
 from .hashing import hash_file
 from .store import Store
+from .uploads import FileRange
 
 __all__ = [
     "Digest",
     "EcrError",
+    "FileRange",
     "Sha256",
     "Store",
     "errors",

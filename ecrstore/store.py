@@ -307,8 +307,9 @@ class Store:
     ) -> UploadLayerPartResult:
         """UploadLayerPart: append bytes ``[part_first_byte, part_last_byte]`` (inclusive).
 
-        ``layer_part_blob`` is any bytes-like object, or a path / binary file whose whole
-        contents are the part (hashed through the native mmap path and copied kernel-side).
+        ``layer_part_blob`` is any bytes-like object, a path / binary file whose whole contents
+        are the part, or a :class:`FileRange` (a byte range of a file); file forms are hashed
+        through the native mmap path and copied kernel-side, never through Python memory.
         Parts must be contiguous from byte 0; the exact re-send of the most recent part
         succeeds again and changes nothing. Errors: InvalidParameter (including a blob over
         ``max_part_size``), RepositoryNotFound, UploadNotFound, InvalidLayerPart (with
@@ -322,8 +323,8 @@ class Store:
             src = PartSource(layer_part_blob)
         except TypeError:
             raise invalid_parameter("layerPartBlob", "Member must be a blob (bytes-like, path or binary file)") from None
-        except OSError as e:
-            raise InvalidParameterException(f"layerPartBlob: cannot read the part file: {e}") from e
+        except (OSError, ValueError) as e:
+            raise InvalidParameterException(f"layerPartBlob: cannot read the part: {e}") from e
         try:
             if src.size > self.max_part_size:
                 raise invalid_parameter(

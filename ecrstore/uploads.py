@@ -22,6 +22,7 @@ import dataclasses
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import threading
 import time
@@ -51,7 +52,7 @@ from .layout import Layout, fsync_dir, pwrite_all, unlink_quiet
 
 log = logging.getLogger("ecrstore")
 
-__all__ = ["Uploads", "PartSource", "MAX_PARTS", "MAX_LAYER_BYTES"]
+__all__ = ["Uploads", "PartSource", "FileRange", "MAX_PARTS", "MAX_LAYER_BYTES"]
 
 MAX_PARTS = 4200
 MAX_LAYER_BYTES = 52_000 * 2**20
@@ -62,26 +63,52 @@ MAX_LAYER_BYTES = 52_000 * 2**20
 _OVERLAP_BYTES = 1 << 20
 
 
-class PartSource:
-    """A part's bytes: an in-memory buffer, or a whole regular file (path or binary file)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileRange:
+    """A part given as bytes ``[offset, offset + length)`` of a file (``length=None``: to its
+    end); ``file`` is a path or an open descriptor (left open). Import tools use it to ingest a
+    tar member in place: hashed through the mmap path and copied kernel-side."""
 
-    __slots__ = ("view", "fd", "size", "_owned_fd")
+    file: str | os.PathLike[str] | int
+    offset: int = 0
+    length: int | None = None
+
+
+class PartSource:
+    """A part's bytes: an in-memory buffer, or a byte range of a regular file (a path or a
+    binary file: the whole file; a :class:`FileRange`: its range)."""
+
+    __slots__ = ("view", "fd", "offset", "size", "_owned_fd")
 
     def __init__(self, blob: Any) -> None:
         self.view: memoryview | None = None
         self.fd = -1
+        self.offset = 0
         self._owned_fd = False
-        if isinstance(blob, (str, os.PathLike)):
+        length = None
+        if isinstance(blob, FileRange):
+            if isinstance(blob.offset, bool) or not isinstance(blob.offset, int) or blob.offset < 0 or (
+                    blob.length is not None and (not isinstance(blob.length, int) or blob.length < 0)):
+                raise ValueError("a FileRange needs a non-negative offset and length")
+            self.offset, length = blob.offset, blob.length
+            blob = blob.file
+            if isinstance(blob, int) and not isinstance(blob, bool):
+                self.fd = blob
+        if self.fd < 0 and isinstance(blob, (str, os.PathLike)):
             self.fd = os.open(blob, os.O_RDONLY | os.O_CLOEXEC)
             self._owned_fd = True
-        elif hasattr(blob, "fileno") and not _is_buffer(blob):
+        elif self.fd < 0 and hasattr(blob, "fileno") and not _is_buffer(blob):
             self.fd = blob.fileno()
-        else:
+        elif self.fd < 0:
             self.view = memoryview(blob).cast("B")
         if self.view is not None:
             self.size = self.view.nbytes
-        else:
-            self.size = os.fstat(self.fd).st_size
+            return
+        end = os.fstat(self.fd).st_size
+        self.size = end - self.offset if length is None else length
+        if self.offset + self.size > end or self.size < 0:
+            self.close()
+            raise ValueError(f"the range {self.offset}+{self.size} runs past the end of the file ({end} bytes)")
 
     def xxh128(self) -> bytes:
         """xxh3-128 of the part (recognises an exact re-send of the previous part)."""
@@ -89,10 +116,10 @@ class PartSource:
             return xxhash.xxh3_128_digest(self.view)
         if self.size == 0:
             return xxhash.xxh3_128_digest(b"")
-        import mmap
-
-        with mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ) as mm:
-            return xxhash.xxh3_128_digest(mm)
+        skew = self.offset % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self.fd, self.size + skew, prot=mmap.PROT_READ, offset=self.offset - skew) as mm:
+            with memoryview(mm) as view:
+                return xxhash.xxh3_128_digest(view[skew:])
 
     def close(self) -> None:
         if self._owned_fd:
@@ -229,9 +256,9 @@ class Uploads:
                     self._ingesting -= 1
         # A file: copied kernel-side and hashed through the mmap path, never through Python
         # memory; both at once (each releases the GIL).
-        pending = self._pool().submit(self._copy, src.fd, fd, src.size, offset)
+        pending = self._pool().submit(self._copy, src.fd, src.offset, fd, src.size, offset)
         try:
-            hasher = hash_file(src.fd, 0, src.size, state=hasher)
+            hasher = hash_file(src.fd, src.offset, src.size, state=hasher)
             xxh = src.xxh128()
         finally:
             pending.result()
@@ -242,8 +269,8 @@ class Uploads:
         if self._durable:
             os.fdatasync(fd)
 
-    def _copy(self, src: int, dst: int, count: int, offset: int) -> None:
-        _copy_range(src, dst, count, offset)
+    def _copy(self, src: int, src_offset: int, dst: int, count: int, offset: int) -> None:
+        _copy_range(src, src_offset, dst, count, offset)
         if self._durable:
             os.fdatasync(dst)
 
@@ -439,17 +466,17 @@ class _FileLock:
         os.close(self.fd)  # closing the last descriptor releases the flock
 
 
-def _copy_range(src: int, dst: int, count: int, offset: int) -> None:
-    """Copy ``count`` bytes from the start of ``src`` to ``dst`` at ``offset``, in the kernel."""
+def _copy_range(src: int, src_offset: int, dst: int, count: int, offset: int) -> None:
+    """Copy ``count`` bytes of ``src`` from ``src_offset`` to ``dst`` at ``offset``, in the kernel."""
     done = 0
     while done < count:
         try:
-            n = os.copy_file_range(src, dst, count - done, done, offset + done)
+            n = os.copy_file_range(src, dst, count - done, src_offset + done, offset + done)
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
             os.lseek(dst, offset + done, os.SEEK_SET)
-            n = os.sendfile(dst, src, done, count - done)
+            n = os.sendfile(dst, src, src_offset + done, count - done)
         if n == 0:
             raise ServerException("the part file ended before its stated size")
         done += n

@@ -293,3 +293,21 @@ def test_verify_and_purge(store, tmp_path):
     assert store.stats().blobs == 2
     with store.open_layer("app", keep) as rd:
         assert len(rd.read()) == 2100
+
+
+def test_parts_as_file_ranges(store, tmp_path):
+    """A part may be a byte range of a bigger file (a tar member), ingested in place."""
+    from ecrstore import FileRange
+
+    payload = data(5000, seed=11)
+    blob = tmp_path / "archive"
+    blob.write_bytes(b"H" * 70001 + payload + b"T" * 99)
+    up = store.initiate_layer_upload("app").upload_id
+    store.upload_layer_part("app", up, 0, 2047, FileRange(blob, 70001, 2048))
+    with open(blob, "rb") as f:
+        store.upload_layer_part("app", up, 2048, 4999, FileRange(f.fileno(), 70001 + 2048, 2952))
+        store.upload_layer_part("app", up, 2048, 4999, FileRange(f.fileno(), 70001 + 2048, 2952))  # re-send
+    assert store.complete_layer_upload("app", up, [digest_of(payload)]).layer_digest == digest_of(payload)
+    with pytest.raises(errors.InvalidParameterException):
+        store.upload_layer_part("app", store.initiate_layer_upload("app").upload_id, 0, 9,
+                                FileRange(blob, 75000, 10000))  # past the end
