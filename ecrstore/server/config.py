@@ -1,0 +1,44 @@
+"""Server settings: one picklable value handed to every worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
+
+#: A max-size part (20,971,520 bytes) is 27,962,028 characters of base64; with the JSON around
+#: it a legitimate UploadLayerPart body stays below this, anything larger is refused unread.
+DEFAULT_MAX_BODY_BYTES = 29_000_000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a worker needs to build its app.
+
+    ``store_options`` are keyword arguments for :class:`ecrstore.Store` (``registry_id``,
+    ``part_size``, ``min_part_size``, ``max_part_size``, ``upload_ttl``, ``durable``).
+    ``credentials_file`` is None only with ``auth=False`` (any or no signature accepted).
+    ``fail_upload_parts`` is a fault hook for tests: each worker answers its first N successful
+    UploadLayerPart calls with a 500 *after* the part was stored. Keep it 0 in production.
+    """
+
+    store_path: str
+    store_options: dict[str, Any] = field(default_factory=dict)
+    auth: bool = True
+    credentials_file: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Longest wait for the next chunk of a request body, and for the whole body (seconds).
+    body_idle_timeout: float = 60.0
+    body_total_timeout: float = 900.0
+    #: Threads per worker running store calls (hashing and disk I/O release the GIL).
+    threads: int = 16
+    fail_upload_parts: int = 0
+
+    def __post_init__(self) -> None:
+        if self.auth and not self.credentials_file:
+            raise ValueError("auth=True needs a credentials_file")
+        if self.max_body_bytes <= 0 or self.threads <= 0:
+            raise ValueError("max_body_bytes and threads must be positive")
+        if self.body_idle_timeout <= 0 or self.body_total_timeout <= 0:
+            raise ValueError("body timeouts must be positive")

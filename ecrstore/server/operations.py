@@ -1,0 +1,259 @@
+"""The operation table: X-Amz-Target operation name -> Store call.
+
+Each :class:`Operation` names the Store method it calls and declares its request members with
+their JSON types. :meth:`Operation.bind` type-checks a decoded request body, decodes blobs
+(strict base64, decoded size limit) and maps the camelCase members to the method's snake_case
+keyword arguments. The constraints the Store already enforces (lengths, patterns, enums, list
+sizes) are left to it, so each rule lives in one place; this module only guarantees that the
+Store receives the Python types it expects. :meth:`Operation.encode` turns the Store's result
+into the response object with :func:`ecrstore.models.to_wire`.
+
+Adding an operation is one :class:`Operation` entry in :data:`OPERATIONS`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pybase64
+
+from ..errors import SerializationException, invalid_parameter
+from ..models import to_wire
+
+__all__ = [
+    "MAX_LAYER_PART_BYTES",
+    "OPERATIONS",
+    "TARGET_PREFIX",
+    "Blob",
+    "Boolean",
+    "Integer",
+    "ListOf",
+    "Member",
+    "Operation",
+    "String",
+    "Structure",
+    "lookup",
+]
+
+#: ``X-Amz-Target`` is ``<TARGET_PREFIX><Operation>``.
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+#: The service model's maximum for ``layerPartBlob``, in decoded bytes.
+MAX_LAYER_PART_BYTES = 20_971_520
+
+
+class Shape:
+    """A JSON member type. :meth:`decode` returns the Python value or raises."""
+
+    def decode(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _expected(path: str, what: str) -> Exception:
+    return invalid_parameter(path, f"Member must be {what}")
+
+
+class String(Shape):
+    def decode(self, value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise _expected(path, "a string")
+        return value
+
+
+class Integer(Shape):
+    def decode(self, value: Any, path: str) -> int:
+        # JSON true/false are Python bools, which are ints: refuse them explicitly.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _expected(path, "an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise _expected(path, "an integer")
+            value = int(value)
+        return value
+
+
+class Boolean(Shape):
+    def decode(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise _expected(path, "a boolean")
+        return value
+
+
+@dataclass(frozen=True)
+class Blob(Shape):
+    """Base64 text in the JSON, bytes for the Store. ``max_bytes`` bounds the decoded size."""
+
+    max_bytes: int | None = None
+
+    def decode(self, value: Any, path: str) -> bytes:
+        if not isinstance(value, str):
+            raise _expected(path, "a base64-encoded string")
+        if len(value) % 4:
+            raise SerializationException(f"Invalid base64 value at '{path}': length is not a multiple of 4")
+        # Checked before decoding, from the text length: an oversized blob costs no decode.
+        if self.max_bytes is not None:
+            size = len(value) // 4 * 3 - (value.endswith("=") + value.endswith("=="))
+            if size > self.max_bytes:
+                raise invalid_parameter(path, f"Member must have length less than or equal to {self.max_bytes}")
+        try:
+            # validate=True refuses characters outside the alphabet and misplaced padding.
+            return pybase64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise SerializationException(f"Invalid base64 value at '{path}': {e}") from None
+
+
+@dataclass(frozen=True)
+class ListOf(Shape):
+    item: Shape
+
+    def decode(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise _expected(path, "a list")
+        return [self.item.decode(v, path) for v in value]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A request member. ``kwarg`` is the Store keyword (default: snake_case of the wire name);
+    ``kwarg=""`` accepts and type-checks the member but does not pass it on."""
+
+    shape: Shape
+    required: bool = False
+    kwarg: str | None = None
+
+
+@dataclass(frozen=True)
+class Structure(Shape):
+    """A JSON object with known members; unknown members are ignored, as AWS services do.
+
+    Nested structures stay wire-shaped dicts (the Store takes e.g. ``tags`` as
+    ``[{"Key": ..., "Value": ...}]``); only their member types are checked.
+    """
+
+    members: Mapping[str, Member]
+
+    def decode(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _expected(path, "a structure")
+        out: dict[str, Any] = {}
+        for name, member in self.members.items():
+            v = value.get(name)
+            if v is None:
+                if member.required:
+                    raise invalid_parameter(f"{path}.{name}", "Member must not be null")
+                continue
+            out[name] = member.shape.decode(v, f"{path}.{name}")
+        return out
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One JSON 1.1 operation.
+
+    ``method`` is the Store method called with the bound members as keyword arguments;
+    ``result_member`` wraps the encoded result (``{"repository": {...}}``) when the response
+    holds it under one member. Every operation takes ``registryId``: the front end resolves it
+    against the caller's credentials before the call (``registry_id`` keyword).
+    """
+
+    name: str
+    method: str
+    members: Mapping[str, Member]
+    result_member: str | None = None
+    _kwargs: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        members = {"registryId": Member(String()), **self.members}
+        object.__setattr__(self, "members", members)
+        object.__setattr__(self, "_kwargs", {
+            name: (m.kwarg if m.kwarg is not None else _snake(name)) for name, m in members.items()
+        })
+
+    def bind(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Type-check ``body`` (a decoded JSON object) and return the Store keyword arguments.
+
+        A member sent as JSON null counts as absent. Raises InvalidParameterException for a
+        missing required member or a wrong type, SerializationException for invalid base64.
+        """
+        kwargs: dict[str, Any] = {}
+        for name, member in self.members.items():
+            value = body.get(name)
+            if value is None:
+                if member.required:
+                    raise invalid_parameter(name, "Member must not be null")
+                continue
+            decoded = member.shape.decode(value, name)
+            kwarg = self._kwargs[name]
+            if kwarg:
+                kwargs[kwarg] = decoded
+        return kwargs
+
+    def call(self, store: Any, kwargs: Mapping[str, Any]) -> Any:
+        return getattr(store, self.method)(**kwargs)
+
+    def encode(self, result: Any) -> dict[str, Any]:
+        wire = to_wire(result)
+        return {self.result_member: wire} if self.result_member else wire
+
+
+_TAG = Structure({"Key": Member(String(), required=True), "Value": Member(String(), required=True)})
+_ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())})
+
+_OPERATIONS = [
+    Operation("CreateRepository", "create_repository", {
+        "repositoryName": Member(String(), required=True),
+        "tags": Member(ListOf(_TAG)),
+        "imageTagMutability": Member(String()),
+        "encryptionConfiguration": Member(_ENCRYPTION),
+        "imageScanningConfiguration": Member(Structure({"scanOnPush": Member(Boolean())})),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(Structure({
+            "filterType": Member(String(), required=True), "filter": Member(String(), required=True),
+        }))),
+    }, result_member="repository"),
+    Operation("DescribeRepositories", "describe_repositories", {
+        "repositoryNames": Member(ListOf(String())),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+    }),
+    Operation("DeleteRepository", "delete_repository", {
+        "repositoryName": Member(String(), required=True),
+        "force": Member(Boolean()),
+    }, result_member="repository"),
+    Operation("InitiateLayerUpload", "initiate_layer_upload", {
+        "repositoryName": Member(String(), required=True),
+    }),
+    Operation("UploadLayerPart", "upload_layer_part", {
+        "repositoryName": Member(String(), required=True),
+        "uploadId": Member(String(), required=True),
+        "partFirstByte": Member(Integer(), required=True),
+        "partLastByte": Member(Integer(), required=True),
+        "layerPartBlob": Member(Blob(MAX_LAYER_PART_BYTES), required=True),
+    }),
+    Operation("CompleteLayerUpload", "complete_layer_upload", {
+        "repositoryName": Member(String(), required=True),
+        "uploadId": Member(String(), required=True),
+        "layerDigests": Member(ListOf(String()), required=True),
+    }),
+    Operation("BatchCheckLayerAvailability", "batch_check_layer_availability", {
+        "repositoryName": Member(String(), required=True),
+        "layerDigests": Member(ListOf(String()), required=True),
+    }),
+]
+
+#: Operation name -> Operation.
+OPERATIONS: dict[str, Operation] = {op.name: op for op in _OPERATIONS}
+
+
+def lookup(target: str | None, operations: Mapping[str, Operation] = OPERATIONS) -> Operation | None:
+    """The operation an ``X-Amz-Target`` value names, or None."""
+    if not target or not target.startswith(TARGET_PREFIX):
+        return None
+    return operations.get(target[len(TARGET_PREFIX):])
+

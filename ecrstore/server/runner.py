@@ -1,0 +1,201 @@
+"""Starting the server: store and credentials preparation, then uvicorn with N workers.
+
+Workers are processes started with the ``spawn`` method, so no store handle, lock or thread
+crosses a fork; each receives the picklable :class:`ServerConfig` and the listening socket and
+builds its own app (and Store) with :class:`AppFactory`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from .app import AppFactory
+from .config import ServerConfig
+from .credentials import Credential, ensure_credentials_file, load_credentials
+
+__all__ = ["CREDENTIALS_FILENAME", "prepare_credentials", "prepare_store", "serve", "usage_hint"]
+
+#: Name of the credentials file ``ecrstore serve`` keeps inside the store directory.
+CREDENTIALS_FILENAME = "credentials"
+GRACEFUL_SHUTDOWN_SECONDS = 30
+#: uvicorn's exit status for a worker that could not start.
+STARTUP_FAILURE = 3
+MAX_STARTUP_FAILURES = 3
+
+log = logging.getLogger("ecrstore.server")
+#: Idle keep-alive connections are kept this long. Well above uvicorn's default of 5 s: SDK
+#: clients reuse pooled connections after pauses, and a close racing a reuse costs a retry.
+KEEP_ALIVE_SECONDS = 60
+
+
+def prepare_store(store_path: str, store_options: dict[str, Any]) -> None:
+    """Create (or check) the store once in this process, before any worker starts, so that a
+    bad path or setting is reported once and clearly. The store is closed again: each worker
+    opens its own."""
+    from .. import Store
+
+    with Store(store_path, **store_options):
+        pass
+
+
+def prepare_credentials(store_path: str, credentials_file: str | None, registry_id: str
+                        ) -> tuple[str, dict[str, Credential], bool]:
+    """The credentials file to use, its credentials, and whether it was just created.
+
+    With an explicit ``credentials_file`` it must exist and parse. Otherwise
+    ``<store>/credentials`` is used, created with a fresh key for ``registry_id`` if absent.
+    Raises CredentialsFileError.
+    """
+    if credentials_file:
+        return credentials_file, load_credentials(credentials_file), False
+    path = os.path.join(store_path, CREDENTIALS_FILENAME)
+    creds, created = ensure_credentials_file(path, registry_id)
+    return path, creds, created
+
+
+def endpoint_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def usage_hint(path: str, credential: Credential, host: str, port: int, created: bool) -> str:
+    """How to point the AWS CLI / boto3 at this server with ``credential`` (for stderr)."""
+    verb = "created" if created else "using"
+    return (
+        f"ecrstore: {verb} credentials file {path}\n"
+        f"ecrstore: to use this server (registry {credential.registry_id}):\n"
+        f"  export AWS_ACCESS_KEY_ID={credential.access_key_id}\n"
+        f"  export AWS_SECRET_ACCESS_KEY={credential.secret_access_key}\n"
+        f"  export AWS_ENDPOINT_URL_ECR={endpoint_url(host, port)}\n"
+        f"  export AWS_DEFAULT_REGION=us-east-1\n"
+        f"  aws ecr describe-repositories\n"
+    )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup with every log (access lines included) on stderr, and the
+    ecrstore loggers sharing its handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["ecrstore"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def _uvicorn_config(config: ServerConfig, host: str, port: int, log_level: str, access_log: bool):
+    import uvicorn
+
+    return uvicorn.Config(
+        AppFactory(config),
+        factory=True,
+        interface="asgi3",
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level=log_level,
+        log_config=_log_config(log_level),
+        access_log=access_log,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def _worker_main(config: ServerConfig, host: str, port: int, log_level: str, access_log: bool,
+                 sock: socket.socket) -> None:
+    """Entry point of a worker process (spawned: nothing but its arguments is inherited)."""
+    import uvicorn
+
+    server = uvicorn.Server(_uvicorn_config(config, host, port, log_level, access_log))
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
+          log_level: str = "info", access_log: bool = True) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the exit status after a graceful shutdown.
+
+    With one worker uvicorn runs in this process. With more, this process binds the socket and
+    supervises ``workers`` spawned processes sharing it; each calls :class:`AppFactory` and so
+    opens its own Store. A worker that dies is restarted; if workers keep failing at startup
+    (e.g. the store cannot be opened) the server stops with status 1.
+    """
+    import uvicorn
+
+    uv_config = _uvicorn_config(config, host, port, log_level, access_log)
+    if workers <= 1:
+        server = uvicorn.Server(uv_config)
+        server.run()
+        return 0 if server.started else 1
+    sock = uv_config.bind_socket()
+    try:
+        return _Supervisor(workers, (config, host, port, log_level, access_log, sock)).run()
+    finally:
+        sock.close()
+
+
+class _Supervisor:
+    """Keeps ``count`` worker processes alive; stops them all on SIGINT/SIGTERM."""
+
+    def __init__(self, count: int, args: tuple) -> None:
+        self._count = count
+        self._args = args
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = threading.Event()
+        self._failures = 0
+
+    def _start(self) -> multiprocessing.process.BaseProcess:
+        process = self._context.Process(target=_worker_main, args=self._args, name="ecrstore-worker")
+        process.start()
+        return process
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        status = 0
+        processes = [self._start() for _ in range(self._count)]
+        log.info("started %d workers (pids %s)", len(processes), ", ".join(str(p.pid) for p in processes))
+        try:
+            while not self._stop.is_set():
+                multiprocessing.connection.wait([p.sentinel for p in processes], timeout=0.5)
+                for i, process in enumerate(processes):
+                    if process.is_alive() or self._stop.is_set():
+                        continue
+                    if process.exitcode == STARTUP_FAILURE:
+                        self._failures += 1
+                    log.error("worker %d exited with status %s", process.pid, process.exitcode)
+                    if self._failures >= MAX_STARTUP_FAILURES:
+                        log.error("workers keep failing at startup; stopping")
+                        self._stop.set()
+                        status = 1
+                        break
+                    processes[i] = self._start()
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()  # SIGTERM: uvicorn finishes its requests and exits
+            deadline = time.monotonic() + GRACEFUL_SHUTDOWN_SECONDS + 5
+            for process in processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return status
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop.set()

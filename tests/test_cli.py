@@ -1,0 +1,189 @@
+"""The ``ecrstore`` command-line tool: commands, messages and exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ecrstore import cli
+
+pytestmark = pytest.mark.timeout(120)
+
+COMMANDS = [[], ["serve"], ["init"], ["repo"], ["repo", "create"], ["repo", "ls"], ["repo", "rm"],
+            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["stats"], ["demo"]]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def store(tmp_path, capsys):
+    path = str(tmp_path / "store")
+    code, out, _ = run(capsys, "init", "--store", path)
+    assert code == 0 and "created store" in out
+    return path
+
+
+@pytest.fixture
+def layer_file(tmp_path):
+    path = tmp_path / "layer.bin"
+    # two parts at the default 10 MiB part size
+    path.write_bytes(os.urandom(1 << 20) * 12 + b"tail")
+    return path
+
+
+def sha(path) -> str:
+    return "sha256:" + hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ecrstore")
+def test_every_command_has_help(capsys, command):
+    code, out, _ = run(capsys, *command, "--help")
+    assert code == 0
+    assert out.startswith("usage: ecrstore")
+
+
+def test_help_documents_exit_codes_and_store_default(capsys):
+    _, out, _ = run(capsys, "--help")
+    assert "Exit codes: 0 success, 1 failure" in out and "2 usage error" in out
+    _, out, _ = run(capsys, "stats", "--help")
+    assert "./ecrstore-data" in out
+
+
+def test_usage_errors_exit_2(capsys):
+    assert run(capsys)[0] == 2
+    assert run(capsys, "no-such-command")[0] == 2
+    assert run(capsys, "push-layer", "file")[0] == 2  # --repo missing
+    code, _, err = run(capsys, "serve", "--part-size", "lots")
+    assert code == 2 and "invalid size" in err
+    assert run(capsys, "serve", "--credentials", "f", "--no-auth")[0] == 2
+
+
+def test_parse_size():
+    assert cli.parse_size("65536") == 65536
+    assert cli.parse_size("64KiB") == 65536
+    assert cli.parse_size("5MiB") == 5 * 2**20
+    assert cli.parse_size("10MB") == 10_000_000
+
+
+def test_missing_store_is_a_clear_failure(capsys, tmp_path):
+    code, _, err = run(capsys, "stats", "--store", str(tmp_path / "nowhere"))
+    assert code == 1
+    assert "error: no store at" in err and "ecrstore init" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_repo_create_ls_rm(capsys, store):
+    code, out, _ = run(capsys, "repo", "create", "team/app", "--store", store, "--tag", "team=storage")
+    assert code == 0 and out.strip().endswith(".amazonaws.com/team/app")
+    run(capsys, "repo", "create", "other", "--store", store, "--immutable")
+    code, out, _ = run(capsys, "repo", "ls", "--store", store)
+    assert code == 0
+    lines = out.splitlines()
+    assert {line.split()[0] for line in lines} == {"team/app", "other"}
+    assert any("IMMUTABLE" in line for line in lines)
+    code, out, _ = run(capsys, "repo", "ls", "--store", store, "--json")
+    assert {r["repositoryName"] for r in json.loads(out)} == {"team/app", "other"}
+    assert run(capsys, "repo", "rm", "other", "--store", store)[0] == 0
+    code, _, err = run(capsys, "repo", "rm", "other", "--store", store)
+    assert code == 1 and err.startswith("error: RepositoryNotFoundException: ")
+
+
+def test_ecr_errors_are_reported_with_their_code(capsys, store):
+    code, out, err = run(capsys, "repo", "create", "Bad Name", "--store", store)
+    assert code == 1 and out == ""
+    assert err.startswith("error: InvalidParameterException: Invalid parameter at 'repositoryName'")
+
+
+def test_push_layer_needs_the_repository(capsys, store, layer_file):
+    code, out, err = run(capsys, "push-layer", str(layer_file), "--repo", "app", "--store", store)
+    assert code == 1 and "RepositoryNotFoundException" in err and out == ""
+
+
+def test_push_layer_ls_layers_stats_verify(capsys, store, layer_file):
+    code, out, _ = run(capsys, "push-layer", str(layer_file), "--repo", "app", "--store", store, "--create-repo")
+    assert code == 0 and out.strip() == sha(layer_file)
+    # the same bytes in a second repository: stored once
+    code, out, _ = run(capsys, "push-layer", str(layer_file), "--repo", "copy", "--store", store, "--create-repo")
+    assert code == 0 and out.strip() == sha(layer_file)
+    # pushing it again into the same repository is not an error
+    code, out, err = run(capsys, "push-layer", str(layer_file), "--repo", "app", "--store", store)
+    assert code == 0 and out.strip() == sha(layer_file) and "already" in err
+
+    code, out, _ = run(capsys, "ls-layers", "--repo", "app", "--store", store)
+    size = layer_file.stat().st_size
+    assert code == 0 and out.split()[:2] == [sha(layer_file), str(size)]
+
+    code, out, _ = run(capsys, "stats", "--store", store, "--json")
+    stats = json.loads(out)
+    assert stats["repositories"] == 2 and stats["layers"] == 2 and stats["blobs"] == 1
+    assert stats["blob_bytes"] == size and stats["linked_bytes"] == 2 * size
+    assert stats["dedupe_saved_bytes"] == size
+    code, out, _ = run(capsys, "stats", "--store", store)
+    assert code == 0 and "dedupe savings" in out and "50.0%" in out
+
+    code, out, _ = run(capsys, "verify", "--store", store)
+    assert code == 0 and "checked 1 blobs" in out
+
+
+def test_push_layer_small_parts_and_empty_file(capsys, store, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    code, _, err = run(capsys, "push-layer", str(empty), "--repo", "app", "--store", store, "--create-repo")
+    assert code == 1 and "EmptyUploadException" in err
+    missing = tmp_path / "absent"
+    code, _, err = run(capsys, "push-layer", str(missing), "--repo", "app", "--store", store)
+    assert code == 1 and "cannot open" in err
+
+
+def test_verify_reports_a_corrupt_blob(capsys, store, layer_file):
+    run(capsys, "push-layer", str(layer_file), "--repo", "app", "--store", store, "--create-repo")
+    blobs = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(store, "blobs")) for f in files]
+    assert len(blobs) == 1
+    with open(blobs[0], "r+b") as f:
+        f.seek(12345)
+        byte = f.read(1)
+        f.seek(12345)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    code, out, _ = run(capsys, "verify", "--store", store)
+    assert code == 1
+    assert "1 problem(s)" in out and sha(layer_file) in out
+
+
+def test_purge_reports(capsys, store):
+    code, out, _ = run(capsys, "purge", "--store", store)
+    assert code == 0 and out.startswith("removed 0 expired upload(s), 0 unreferenced blob(s)")
+    code, out, _ = run(capsys, "purge", "--store", store, "--grace", "0")
+    assert code == 0 and "freed 0 B" in out
+
+
+def test_demo_dispatches(capsys, monkeypatch, tmp_path):
+    import types
+
+    calls = []
+    fake = types.ModuleType("ecrstore.demo")
+    fake.run = lambda store_path, file=None: calls.append((store_path, file)) or 0
+    monkeypatch.setitem(sys.modules, "ecrstore.demo", fake)
+    import ecrstore
+
+    monkeypatch.setattr(ecrstore, "demo", fake, raising=False)
+    assert run(capsys, "demo")[0] == 0
+    assert run(capsys, "demo", "--store", str(tmp_path / "d"), "--file", "x.tar")[0] == 0
+    assert calls == [("./demo-store", None), (str(tmp_path / "d"), "x.tar")]
+
+
+def test_console_entry_point_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ecrstore.cli", "stats", "--store", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("error: no store at")
