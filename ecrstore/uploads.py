@@ -48,7 +48,7 @@ from .errors import (
 from .hashing import hash_file
 from .index import Index, Txn
 from .records import BlobRecord, LinkRecord, RepoRecord, UploadRecord
-from .layout import Layout, fsync_dir, pwrite_all, unlink_quiet
+from .layout import Layout, fsync_dir, pwrite_all, pwrite_durable, unlink_quiet
 
 log = logging.getLogger("ecrstore")
 
@@ -265,9 +265,10 @@ class Uploads:
         return hasher, xxh
 
     def _write(self, fd: int, view: memoryview, offset: int) -> None:
-        pwrite_all(fd, view, offset)
         if self._durable:
-            os.fdatasync(fd)
+            pwrite_durable(fd, view, offset)
+        else:
+            pwrite_all(fd, view, offset)
 
     def _copy(self, src: int, src_offset: int, dst: int, count: int, offset: int) -> None:
         _copy_range(src, src_offset, dst, count, offset)
