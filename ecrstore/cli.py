@@ -92,7 +92,7 @@ def _store_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if getattr(args, "registry_id", None):
         options["registry_id"] = args.registry_id
-    for name in ("part_size", "min_part_size", "max_part_size", "upload_ttl"):
+    for name in ("region", "part_size", "min_part_size", "max_part_size", "upload_ttl"):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
@@ -351,6 +351,8 @@ def _store_arguments(parser: argparse.ArgumentParser, default: str = DEFAULT_STO
                         help=f"store directory (default: {default})")
     parser.add_argument("--registry-id", metavar="ID", type=_registry_id,
                         help="the store's default registry id, 12 digits (default: 000000000000)")
+    parser.add_argument("--region", metavar="NAME",
+                        help="region named in repository ARNs and URIs (default: us-east-1)")
 
 
 def _progress_arguments(parser: argparse.ArgumentParser) -> None:

@@ -187,3 +187,14 @@ def test_console_entry_point_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ecrstore.cli", "stats", "--store", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.startswith("error: no store at")
+
+
+def test_region_and_registry_options(capsys, store):
+    code, out, _ = run(capsys, "repo", "create", "regional", "--store", store, "--region", "eu-west-3",
+                       "--registry-id", "123456789012", "--json")
+    repo = json.loads(out)
+    assert code == 0
+    assert repo["repositoryUri"] == "123456789012.dkr.ecr.eu-west-3.amazonaws.com/regional"
+    assert repo["repositoryArn"] == "arn:aws:ecr:eu-west-3:123456789012:repository/regional"
+    code, _, err = run(capsys, "repo", "ls", "--store", store, "--registry-id", "12")
+    assert code == 2 and "12 digits" in err

@@ -23,8 +23,16 @@ def part(**over):
 def test_every_engine_operation_is_in_the_table():
     assert set(OPERATIONS) >= {
         "CreateRepository", "DescribeRepositories", "DeleteRepository", "InitiateLayerUpload",
-        "UploadLayerPart", "CompleteLayerUpload", "BatchCheckLayerAvailability",
+        "UploadLayerPart", "CompleteLayerUpload", "BatchCheckLayerAvailability", "GetDownloadUrlForLayer",
+        "PutImage", "BatchGetImage", "BatchDeleteImage", "ListImages", "DescribeImages",
     }
+
+
+def test_every_operation_names_a_store_method():
+    from ecrstore import Store
+
+    for op in OPERATIONS.values():
+        assert callable(getattr(Store, op.method)), op.name
 
 
 def test_lookup_needs_the_service_prefix():

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -44,6 +45,7 @@ from ..errors import (
     ServerException,
     UnknownOperationException,
 )
+from ..urls import LAYER_PATH_PREFIX
 from .config import ServerConfig
 from .credentials import Credential, load_credentials
 from .operations import OPERATIONS, TARGET_PREFIX, Operation, lookup
@@ -54,6 +56,7 @@ __all__ = ["AppFactory", "EcrApp", "RequestTimeoutException", "build_app"]
 log = logging.getLogger("ecrstore.server")
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
+DOWNLOAD_CHUNK = 1 << 20
 
 
 class RequestTimeoutException(EcrError):
@@ -140,6 +143,9 @@ class EcrApp:
         request_id = str(uuid.uuid4())
         keep_alive = True
         try:
+            if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(LAYER_PATH_PREFIX):
+                await self._download(scope, send, request_id)
+                return
             status, body = await self._handle(scope, receive, request_id)
         except _ClientGone:
             return
@@ -170,6 +176,41 @@ class EcrApp:
         if error.status >= 500:
             log.error("request %s: %s: %s", request_id, error.code, error.message, exc_info=error)
         return error.status, _dumps(error.to_wire())
+
+    # --- layer downloads (GetDownloadUrlForLayer's URLs) ------------------------------------
+
+    async def _download(self, scope: dict, send: Any, request_id: str) -> None:
+        """Stream the layer a signed download URL names. The URL's own signature (checked by
+        the store) is the authentication; SigV4 does not apply. Raises EcrError before the
+        response starts; once it started, a failure can only cut the connection short."""
+        loop = asyncio.get_running_loop()
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        reader = await loop.run_in_executor(self._executor, self.store.open_download, scope["method"], path, query)
+        try:
+            headers = [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(reader.size).encode()),
+                (b"docker-content-digest", reader.digest.encode()),
+                (b"x-amzn-requestid", request_id.encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            more = scope["method"] == "GET"
+            if not more:
+                await send({"type": "http.response.body", "body": b""})
+            while more:
+                chunk = await loop.run_in_executor(self._executor, reader.read, DOWNLOAD_CHUNK)
+                more = len(chunk) == DOWNLOAD_CHUNK
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        except OSError:  # the client went away
+            pass
+        except Exception:
+            # The status line is gone: returning with the body incomplete makes uvicorn close
+            # the connection, which the client sees as a short read.
+            log.exception("request %s: download failed after the response started", request_id)
+        finally:
+            reader.close()
 
     # --- the JSON protocol ------------------------------------------------------------------
 
@@ -306,11 +347,23 @@ class EcrApp:
         kwargs = op.bind(request)
         del request  # the blob is now bytes in kwargs; drop the base64 text before the call
         self._resolve_registry(op, kwargs, caller)
+        for name in op.request_kwargs:
+            kwargs[name] = self._request_value(name, scope, headers)
         result = op.call(self.store, kwargs)
         del kwargs
         if op.name == "UploadLayerPart" and self._fail_parts > 0 and self._take_injected_failure():
             raise ServerException("Injected failure after the part was stored (--fail-next-upload-parts).")
         return 200, _dumps(op.encode(result))
+
+    @staticmethod
+    def _request_value(name: str, scope: dict, headers: dict[str, str]) -> Any:
+        if name == "base_url":  # where the client reached us: download URLs point back here
+            host = headers.get("host")
+            if not host:
+                server = scope.get("server") or ("127.0.0.1", 80)
+                host = f"{server[0]}:{server[1]}"
+            return f"{scope.get('scheme', 'http')}://{host}"
+        raise KeyError(f"no request value {name!r}")
 
     def _take_injected_failure(self) -> bool:
         with self._fail_lock:

@@ -167,6 +167,9 @@ class Operation:
     method: str
     members: Mapping[str, Member]
     result_member: str | None = None
+    #: Store keywords taken from the request rather than the body (e.g. ``base_url``, where
+    #: the client reached this server); the front end supplies them.
+    request_kwargs: tuple[str, ...] = ()
     _kwargs: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +207,7 @@ class Operation:
 
 
 _TAG = Structure({"Key": Member(String(), required=True), "Value": Member(String(), required=True)})
+_IMAGE_ID = Structure({"imageDigest": Member(String()), "imageTag": Member(String())})
 _ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())})
 
 _OPERATIONS = [
@@ -244,6 +248,39 @@ _OPERATIONS = [
     Operation("BatchCheckLayerAvailability", "batch_check_layer_availability", {
         "repositoryName": Member(String(), required=True),
         "layerDigests": Member(ListOf(String()), required=True),
+    }),
+    Operation("GetDownloadUrlForLayer", "get_download_url_for_layer", {
+        "repositoryName": Member(String(), required=True),
+        "layerDigest": Member(String(), required=True),
+    }, request_kwargs=("base_url",)),
+    Operation("PutImage", "put_image", {
+        "repositoryName": Member(String(), required=True),
+        "imageManifest": Member(String(), required=True),
+        "imageManifestMediaType": Member(String()),
+        "imageTag": Member(String()),
+        "imageDigest": Member(String()),
+    }),
+    Operation("BatchGetImage", "batch_get_image", {
+        "repositoryName": Member(String(), required=True),
+        "imageIds": Member(ListOf(_IMAGE_ID), required=True),
+        "acceptedMediaTypes": Member(ListOf(String())),
+    }),
+    Operation("BatchDeleteImage", "batch_delete_image", {
+        "repositoryName": Member(String(), required=True),
+        "imageIds": Member(ListOf(_IMAGE_ID), required=True),
+    }),
+    Operation("ListImages", "list_images", {
+        "repositoryName": Member(String(), required=True),
+        "filter": Member(Structure({"tagStatus": Member(String())})),
+        "maxResults": Member(Integer()),
+        "nextToken": Member(String()),
+    }),
+    Operation("DescribeImages", "describe_images", {
+        "repositoryName": Member(String(), required=True),
+        "imageIds": Member(ListOf(_IMAGE_ID)),
+        "filter": Member(Structure({"tagStatus": Member(String()), "imageStatus": Member(String())})),
+        "maxResults": Member(Integer()),
+        "nextToken": Member(String()),
     }),
 ]
 
