@@ -28,6 +28,9 @@ log = logging.getLogger("ecrstore")
 __all__ = ["Maintenance", "GcReport", "PurgeReport", "VerifyReport", "StoreStats"]
 
 _HEX = frozenset("0123456789abcdef")
+# Deletions per write transaction: large enough that a collection of 100,000 layers costs
+# a few hundred commits, small enough that the write lock is never held for long.
+_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,15 +99,18 @@ class Maintenance:
                           if set(t.blob_link_repos(dg)) <= going.get(dg, set())]
             return GcReport(len(stale), len(doomed), sum(doomed), True)
         unlinked = 0
-        for rid, dg in stale:
-            def commit(t: Txn, rid: int = rid, dg: bytes = dg) -> bool:
-                rec = t.get_link(rid, dg)
-                # Re-checked under the write lock: a PutImage or a new completion since the
-                # snapshot keeps the layer.
-                if rec is None or rec.linked_at >= cutoff or t.layer_is_referenced(rid, dg):
-                    return False
-                t.delete_link(rid, dg)
-                return True
+        for i in range(0, len(stale), _BATCH):
+            def commit(t: Txn, batch: list[tuple[int, bytes]] = stale[i:i + _BATCH]) -> int:
+                n = 0
+                for rid, dg in batch:
+                    rec = t.get_link(rid, dg)
+                    # Re-checked under the write lock: a PutImage or a new completion since the
+                    # snapshot keeps the layer.
+                    if rec is None or rec.linked_at >= cutoff or t.layer_is_referenced(rid, dg):
+                        continue
+                    t.delete_link(rid, dg)
+                    n += 1
+                return n
 
             unlinked += self._index.write(commit)
         deleted, freed = self._unlinked_blobs(time.time())
@@ -128,33 +134,41 @@ class Maintenance:
         )
 
     def _unlinked_blobs(self, cutoff: float) -> tuple[int, int]:
+        """Delete blobs no repository links (committed before ``cutoff``), a batch per write
+        transaction; answer (blobs deleted, bytes freed)."""
         with self._index.read() as t:
             candidates = [dg for dg, rec in t.iter_blobs() if rec.created < cutoff and not t.blob_is_linked(dg)]
         removed = freed = 0
-        for dg in candidates:
-            hexd = dg.hex()
-            path = self._layout.blob(hexd)
-            trash = self._layout.trash_path(f"{hexd}.{uuid.uuid4().hex}")
+        for i in range(0, len(candidates), _BATCH):
+            batch = candidates[i:i + _BATCH]
+            moved: dict[bytes, str] = {}  # blob -> its name in trash/, across re-runs of commit
 
-            def commit(t: Txn, dg: bytes = dg, path: str = path, trash: str = trash) -> int:
-                rec = t.get_blob(dg)
-                if rec is None or t.blob_is_linked(dg):
-                    return -1
-                if os.path.exists(path):
-                    os.rename(path, trash)
-                t.delete_blob(dg)
-                return rec.size
+            def commit(t: Txn, batch: list[bytes] = batch, moved: dict[bytes, str] = moved) -> list[int]:
+                sizes = []
+                for dg in batch:
+                    rec = t.get_blob(dg)
+                    path = self._layout.blob(dg.hex())
+                    if rec is None or t.blob_is_linked(dg):
+                        if dg in moved:  # linked again between two runs of this transaction
+                            os.rename(moved.pop(dg), path)
+                        continue
+                    if dg not in moved and os.path.exists(path):
+                        moved[dg] = self._layout.trash_path(f"{dg.hex()}.{uuid.uuid4().hex}")
+                        os.rename(path, moved[dg])
+                    t.delete_blob(dg)
+                    sizes.append(rec.size)
+                return sizes
 
             try:
-                size = self._index.write(commit)
+                sizes = self._index.write(commit)
             except BaseException:
-                if os.path.exists(trash):
-                    os.rename(trash, path)  # the record survived: so must the file
+                for dg, trash in moved.items():  # the records survived: so must the files
+                    os.rename(trash, self._layout.blob(dg.hex()))
                 raise
-            if size >= 0:
+            for trash in moved.values():
                 unlink_quiet(trash)
-                removed += 1
-                freed += size
+            removed += len(sizes)
+            freed += sum(sizes)
         return removed, freed
 
     def _empty_trash(self) -> int:
