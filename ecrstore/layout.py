@@ -7,9 +7,10 @@ A store is a directory::
     <root>/uploads/<uuid>  the data file of an upload in progress (written in place)
     <root>/trash/          blobs being deleted (renamed here inside the index transaction)
 
-Content is committed the containerd way: data fsync → verify size and digest → rename into
-``blobs/`` → fsync the directory → index commit. A file in ``blobs/`` with no index record is an
-orphan (a crash between rename and commit) and is reclaimed by purge once older than its grace.
+Content is committed the containerd way: data fsync → verify size and digest → the blob name
+(hard link, rename) → fsync the directory → index commit → the upload's name removed. A file in
+``blobs/`` with no index record is an orphan (a crash before the commit; the upload itself is
+still whole) and is reclaimed by purge once older than its grace, as are stray ``.tmp`` names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import uuid
 from pathlib import Path
 
 __all__ = ["Layout", "fsync_dir", "pwrite_all", "pwrite_durable", "unlink_quiet"]
@@ -96,18 +98,26 @@ class Layout:
         self.trash = self.root / "trash"
 
     def create(self) -> None:
-        """Create the directory tree (idempotent); durable once it returns."""
-        fresh = not self.blobs.is_dir()
-        for d in (self.index, self.uploads, self.trash, self.blobs):
-            d.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            for i in range(FANOUT):
-                (self.blobs / f"{i:02x}").mkdir(exist_ok=True)
-            for d in (self.blobs, self.blobs.parent, self.root):
+        """Create whatever part of the directory tree is missing (so a creation interrupted by
+        a crash is finished by the next open); durable once it returns."""
+        made = False
+        for d in (self.root, self.index, self.uploads, self.trash, self.blobs.parent, self.blobs,
+                  *(self.blobs / f"{i:02x}" for i in range(FANOUT))):
+            try:
+                d.mkdir()
+                made = True
+            except FileExistsError:
+                pass
+        if made:
+            for d in (self.blobs, self.blobs.parent, self.root, self.root.parent):
                 fsync_dir(d)
 
     def blob(self, hexdigest: str) -> str:
         return os.path.join(self.blobs, hexdigest[:2], hexdigest)
+
+    def blob_temp(self, hexdigest: str) -> str:
+        """A temporary name beside a blob (``.<hex>.<random>.tmp``), for atomic placement."""
+        return os.path.join(self.blobs, hexdigest[:2], f".{hexdigest}.{uuid.uuid4().hex}.tmp")
 
     def blob_dir(self, hexdigest: str) -> str:
         return os.path.join(self.blobs, hexdigest[:2])

@@ -215,11 +215,18 @@ class Maintenance:
                 path = os.path.join(d, name)
                 try:
                     st = os.stat(path)
-                    dg = bytes.fromhex(name)
-                except (ValueError, FileNotFoundError):
+                except FileNotFoundError:
                     continue
-                # ctime: the rename into blobs/ (and the chmod before it) set it, unlike mtime.
+                # ctime: linking the upload file into blobs/ sets it, unlike mtime.
                 if st.st_ctime >= cutoff:
+                    continue
+                if name.startswith(".") and name.endswith(".tmp"):  # a placement cut short
+                    unlink_quiet(path)
+                    n += 1
+                    continue
+                try:
+                    dg = bytes.fromhex(name)
+                except ValueError:
                     continue
 
                 def commit(t: Txn, dg: bytes = dg, path: str = path) -> bool:

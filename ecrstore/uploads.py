@@ -12,8 +12,9 @@ Invariants (each relied on by crash recovery and tested by killing a writer at r
   the data file (threads and processes alike), and re-read the record under it. The LMDB write
   lock is taken only for the final short commit — never while hashing or writing data.
 * Durable mode: part data is ``fdatasync``-ed before the record that acknowledges it commits;
-  at completion the file is renamed into ``blobs/`` and the directory fsync-ed before the index
-  links it. A blob file is never modified after the rename (mode 0444).
+  at completion the file gets its blob name (hard link + rename) and the directory is fsync-ed
+  before the index links it; the upload's own name is removed only after that commit. A blob
+  file is never modified once it has its name (mode 0444 after the commit).
 """
 
 from __future__ import annotations
@@ -307,22 +308,22 @@ class Uploads:
                 raise _already_exists(computed, repo)
             if os.fstat(fd).st_size > rec.received:
                 os.ftruncate(fd, rec.received)
-            moved = False
+            placed = False
             if not stored:
-                self._place(fd, path, computed.hex)
-                moved = True
+                self._place(path, computed.hex)
+                placed = True
             now = time.time()
 
             def commit(t: Txn) -> bool:
-                nonlocal moved
+                nonlocal placed
                 if t.get_upload(uid) != rec:
                     raise _upload_not_found(upload_id, repo)
                 t.delete_upload(uid, rec)
                 blob = t.get_blob(dg)
                 if blob is None:
-                    if not moved:  # the stored blob was reclaimed since we looked: use ours
-                        self._place(fd, path, computed.hex)
-                        moved = True
+                    if not placed:  # the stored blob was reclaimed since we looked: use ours
+                        self._place(path, computed.hex)
+                        placed = True
                     t.put_blob(dg, BlobRecord(rec.received, now))
                 if t.get_link(repo.id, dg) is not None:
                     return False  # a racing completion of the same digest won
@@ -330,16 +331,26 @@ class Uploads:
                 return True
 
             won = self._index.write(commit)
-            if not moved:
-                unlink_quiet(path)
+            # Only now, with the index committed, does the upload's own name go: until then a
+            # crash leaves the upload whole (its record and its data file), free to complete again.
+            if placed:
+                os.fchmod(fd, 0o444)
+            unlink_quiet(path)
             if not won:
                 raise _already_exists(computed, repo)
             return Completed(computed, rec.received)
 
-    def _place(self, fd: int, path: str, hexdigest: str) -> None:
-        """Make the upload file the blob: read-only, renamed into place, directory synced."""
-        os.fchmod(fd, 0o444)
-        os.rename(path, self._layout.blob(hexdigest))
+    def _place(self, path: str, hexdigest: str) -> None:
+        """Give the upload's data file its blob name too (a hard link, then an atomic rename
+        over any orphan of an earlier attempt), and make that name durable. The upload keeps
+        its own name until the index commit, so no crash can separate the record from data."""
+        tmp = self._layout.blob_temp(hexdigest)
+        os.link(path, tmp)
+        try:
+            os.rename(tmp, self._layout.blob(hexdigest))
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
         if self._durable:
             fsync_dir(self._layout.blob_dir(hexdigest))
 
