@@ -10,6 +10,7 @@ from . import sha256_kernel
 from .errors import LayerAlreadyExistsException, RepositoryAlreadyExistsException
 from .hashing import hash_file
 from .store import Store
+from .uploads import FileRange
 
 __all__ = ["run"]
 
@@ -58,8 +59,10 @@ def run(store_path: str | os.PathLike[str] = "./demo-store", file: str | os.Path
         parts = 0
         with open(layer, "rb") as f:
             for first in range(0, size, up.part_size):
-                chunk = f.read(up.part_size)
-                store.upload_layer_part(repository, up.upload_id, first, first + len(chunk) - 1, chunk)
+                n = min(up.part_size, size - first)
+                # each part a byte range of the file: hashed via mmap, copied kernel-side
+                part = FileRange(f.fileno(), first, n)
+                store.upload_layer_part(repository, up.upload_id, first, first + n - 1, part)
                 parts += 1
         t_up = time.perf_counter() - t0
         out(f"upload      {parts} parts of {up.part_size // 2**20} MiB, durable, at {_rate(size, t_up)}")
