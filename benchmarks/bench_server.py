@@ -241,6 +241,7 @@ def main() -> int:
     print(f"layer {args.size_mib} MiB in {args.part_mib} MiB parts; both stores {durability}; "
           f"server: {args.workers} worker(s), SigV4 on; median of {args.repeat} round(s)\n")
 
+    load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench-server-", dir=args.dir))
     runs: dict[str, list[float]] = {"in_process": [], "client_ceiling": [], "server_1": [], "server_2": []}
     null_proc, null_endpoint = start_null_endpoint()
@@ -288,10 +289,14 @@ def main() -> int:
     ])
     server_vs_ceiling = med["server_1"] / med["client_ceiling"]
     print(f"1 client reaches {server_vs_ceiling:.2f} x what boto3 alone can send (the null endpoint).")
+    # Clients and server share this machine's cores: other load skews the parallel figure most.
+    load_after = os.getloadavg()
+    print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores")
     path = write_json("bench_server", {
         "machine": info,
         "settings": {"size_mib": args.size_mib, "part_mib": args.part_mib, "workers": args.workers,
-                     "durable": args.durable, "repeat": args.repeat, "sigv4": True},
+                     "durable": args.durable, "repeat": args.repeat, "sigv4": True,
+                     "load_average_before_after": [load_before[0], load_after[0]]},
         "mb_per_s": {k: v / MB for k, v in med.items()},
         "runs_mb_per_s": {k: [x / MB for x in v] for k, v in runs.items()},
         "ratios": {"server_1_vs_in_process": one, "server_2_vs_server_1": two,

@@ -239,14 +239,10 @@ class EcrApp:
                     raise _BodyLeftUnread(refusal) from None
                 raise
 
-        # The signature covers the body's sha256: hash each chunk as it arrives, so hashing
-        # overlaps the transfer instead of following it.
-        hasher = hashlib.sha256() if pending is not None else None
-        body = [await self._read_body(receive, length, hasher=hasher)]
-        body_hash = hasher.hexdigest() if hasher is not None else None
+        body = [await self._read_body(receive, length)]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, self._execute, scope, raw_headers, headers, pending, body_hash, body
+            self._executor, self._execute, scope, raw_headers, headers, pending, body
         )
 
     @staticmethod
@@ -268,8 +264,7 @@ class EcrApp:
             "a layer part may hold at most 20971520 bytes"
         )
 
-    async def _read_body(self, receive: Any, length: int | None, keep: bool = True,
-                         hasher: Any = None) -> bytearray:
+    async def _read_body(self, receive: Any, length: int | None, keep: bool = True) -> bytearray:
         """The whole body in one buffer, preallocated when the length is known (``keep=False``
         reads and discards it). Raises _BodyLeftUnread on timeout or when over the limit."""
         config = self.config
@@ -291,8 +286,6 @@ class EcrApp:
                 raise _ClientGone
             chunk = message.get("body", b"")
             if chunk:
-                if hasher is not None:
-                    hasher.update(chunk)
                 end = received + len(chunk)
                 if not keep:
                     if end > config.max_body_bytes:
@@ -317,8 +310,7 @@ class EcrApp:
         return buf
 
     def _execute(self, scope: dict, raw_headers: list[tuple[str, str]], headers: dict[str, str],
-                 pending: PendingAuth | None, body_hash: str | None,
-                 body_box: list[bytearray]) -> tuple[int, bytes]:
+                 pending: PendingAuth | None, body_box: list[bytearray]) -> tuple[int, bytes]:
         """Runs in the thread pool: authenticate, decode, call the store, encode.
 
         The body comes in a one-item list so that it can be dropped once decoded (the caller
@@ -326,11 +318,15 @@ class EcrApp:
         """
         body = body_box.pop()
         if pending is not None:
+            # The signature covers the body's sha256. Hashed here rather than chunk by chunk as
+            # it arrives: the same CPU either way, but here (GIL released) it leaves the event
+            # loop free for other connections.
+            body_hash = hashlib.sha256(body).hexdigest()
             raw_path = scope.get("raw_path")
             path = raw_path.decode("latin-1") if raw_path else scope["path"]
             credential = self.verifier.verify(  # type: ignore[union-attr]
                 pending, scope["method"], path, scope.get("query_string", b"").decode("latin-1"),
-                raw_headers, body_hash or "",
+                raw_headers, body_hash,
             )
             caller = _Caller(credential, pending.header.region)
         else:
