@@ -2,9 +2,11 @@
 
 One request goes through these steps; each refusal happens as early as it can be decided:
 
-1. ``POST /`` only; ``Content-Length`` above the body limit is refused unread (the connection
-   is then closed, since the unread body cannot be skipped).
-2. SigV4 header checks (missing, malformed, unknown key, clock skew): 403 before the body.
+1. ``POST /`` (and ``GET``/``HEAD /layers/...`` for GetDownloadUrlForLayer's signed URLs);
+   ``Content-Length`` above the body limit is refused unread (the connection is then closed,
+   since the unread body cannot be skipped).
+2. SigV4 header checks (missing, malformed, unknown key, clock skew): 403 without buffering
+   the body (it is read and discarded, so the connection stays usable).
 3. The body is read into one preallocated buffer, with an idle and a total timeout and the
    size limit counted for chunked bodies.
 4. Off the event loop, in the worker's thread pool: body sha256 and signature check,
