@@ -24,6 +24,7 @@ image_tags    rid + dg + tag                   b"" (the tags of an image)
 image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
 layer_refs    rid + layer dg + image dg        media type the image references the blob with
 counts        rid                              images in the repository (8-byte count)
+repo_ids      rid                              the repository's registry id (ascii)
 ============  ===============================  ==========================================
 
 Transactions are short and never held across file I/O; the write transaction is where every
@@ -51,7 +52,7 @@ T = TypeVar("T")
 
 _DB_NAMES = (
     "meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links",
-    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts",
+    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids",
 )
 _RID = RID
 _TIME = struct.Struct(">d")
@@ -84,9 +85,32 @@ class Txn:
 
     def put_repo(self, rec: RepoRecord) -> None:
         self._t.put(rec.key, rec.encode(), db=self._db["repos"])
+        self._t.put(rec.rid, rec.registry_id.encode(), db=self._db["repo_ids"])
 
     def delete_repo(self, rec: RepoRecord) -> None:
         self._t.delete(rec.key, db=self._db["repos"])
+        self._t.delete(rec.rid, db=self._db["repo_ids"])
+
+    def registry_links(self, registry_id: str, dgs: list[bytes]) -> set[bytes]:
+        """Which of ``dgs`` some repository of ``registry_id`` links. Registries are tenants:
+        content another registry holds is never revealed."""
+        if not dgs:
+            return set()
+        reg = registry_id.encode()
+        ids = self._db["repo_ids"]
+        cur = self._t.cursor(db=self._db["blob_links"])
+        out = set()
+        for dg in dgs:
+            found = cur.set_range(dg)
+            while found:
+                key = cur.key()
+                if key[:32] != dg:
+                    break
+                if self._t.get(key[32:], db=ids) == reg:
+                    out.add(dg)
+                    break
+                found = cur.next()
+        return out
 
     def iter_repos(self, registry_id: str, after: str | None = None) -> Iterator[RepoRecord]:
         """Repositories of a registry in name order, starting after ``after``."""
@@ -178,13 +202,6 @@ class Txn:
         rid = _RID.pack(repo_id)
         cur = self._t.cursor(db=self._db["links"])
         return {k[8:]: LinkRecord.size_and_type(v) for k, v in cur.getmulti([rid + d for d in dgs])}
-
-    def blobs_present(self, dgs: list[bytes]) -> set[bytes]:
-        """Which of ``dgs`` are stored (one cursor pass, records not decoded)."""
-        if not dgs:
-            return set()
-        cur = self._t.cursor(db=self._db["blobs"])
-        return {bytes(k) for k, _ in cur.getmulti(dgs)}
 
     def put_link(self, repo_id: int, dg: bytes, rec: LinkRecord) -> None:
         rid = _RID.pack(repo_id)

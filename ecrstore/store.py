@@ -369,9 +369,10 @@ class Store:
         """BatchCheckLayerAvailability: each requested digest lands in exactly one list.
 
         A layer of this repository is AVAILABLE (with its size and, once a manifest
-        references it, its media type); content the store holds only for other repositories
-        is UNAVAILABLE here; a malformed digest is an InvalidLayerDigest failure and an
-        unknown one a MissingLayerDigest failure. Request errors: RepositoryNotFound,
+        references it, its media type); a layer only other repositories of the same registry
+        hold is UNAVAILABLE here; a malformed digest is an InvalidLayerDigest failure and an
+        unknown one (including content only other registries hold) a MissingLayerDigest
+        failure. Request errors: RepositoryNotFound,
         InvalidParameter. Reads one snapshot; changes nothing.
         """
         registry = v.registry_id(registry_id, self.registry_id)
@@ -393,7 +394,7 @@ class Store:
             if repo is None:
                 raise repository_not_found(registry, name)
             links = t.get_links(repo.id, wanted)
-            stored = t.blobs_present([k for k in wanted if k not in links])
+            stored = t.registry_links(registry, [k for k in wanted if k not in links])
         layers: list[Layer] = []
         failures: list[LayerFailure] = []
         for text, key in zip(raw, keys):

@@ -311,3 +311,14 @@ def test_parts_as_file_ranges(store, tmp_path):
     with pytest.raises(errors.InvalidParameterException):
         store.upload_layer_part("app", store.initiate_layer_upload("app").upload_id, 0, 9,
                                 FileRange(blob, 75000, 10000))  # past the end
+
+
+def test_other_registries_content_is_not_revealed(store):
+    """Registries are tenants: a layer only another registry holds is simply missing."""
+    store.create_repository("app", registry_id="111111111111")
+    d = push(store, "app", data(1200, seed=21), registry_id="111111111111")
+    res = store.batch_check_layer_availability("app", [d])
+    assert res.layers == () and [f.failure_code for f in res.failures] == ["MissingLayerDigest"]
+    # the same bytes pushed here complete normally and are stored once
+    assert push(store, "app", data(1200, seed=21)) == d
+    assert store.stats().blobs == 1
