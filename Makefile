@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.ecrstore-installed
 NATIVE  := $(wildcard csrc/*.c csrc/*.h ecrstore/*.pyx ecrstore/*.pxd)
 # Debian packages the tests drive as real peers (installed when missing; needs root or sudo).
-DEB_PEERS ?=
+DEB_PEERS ?= skopeo umoci
 
 .PHONY: all venv build demo test bench clean system-deps
 
