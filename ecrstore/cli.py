@@ -70,6 +70,22 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seconds(*, zero_ok: bool):
+    """An argparse type: a finite number of seconds, positive (or, with ``zero_ok``, >= 0)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be a {'non-negative' if zero_ok else 'positive'} number of seconds, got {text}")
+        return value
+
+    return parse
+
+
 def _registry_id(text: str) -> str:
     if not re.fullmatch(r"[0-9]{12}", text):
         raise argparse.ArgumentTypeError(f"registry id must be 12 digits, got {text!r}")
@@ -273,6 +289,26 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"dry_run": args.dry_run}
+    if args.grace is not None:
+        options["grace"] = args.grace
+    with _open_store(args) as store:
+        report = store.gc(**options)
+    if args.json:
+        _print_json({"layers_unlinked": report.layers_unlinked, "blobs_deleted": report.blobs_deleted,
+                     "bytes_freed": report.bytes_freed, "dry_run": report.dry_run})
+        return EXIT_OK
+    freed = f"{human_bytes(report.bytes_freed)} ({report.bytes_freed} bytes)"
+    if report.dry_run:
+        print(f"dry run: would unlink {report.layers_unlinked} unreferenced layer(s), delete "
+              f"{report.blobs_deleted} blob(s) and free {freed}; nothing was changed")
+    else:
+        print(f"unlinked {report.layers_unlinked} unreferenced layer(s), deleted {report.blobs_deleted} "
+              f"blob(s), freed {freed}")
+    return EXIT_OK
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         s = store.stats()
@@ -336,6 +372,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_size,
         body_idle_timeout=args.body_timeout,
         threads=args.threads,
+        download_url_ttl=args.download_url_ttl,
         fail_upload_parts=args.fail_next_upload_parts,
     )
     status = serve(config, host=args.host, port=args.port, workers=args.workers,
@@ -404,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer 408 when a request body stalls this long (default: 60)")
     p.add_argument("--threads", type=_positive_int, default=16,
                    help="threads per worker running store calls (default: 16)")
+    p.add_argument("--download-url-ttl", type=_seconds(zero_ok=False), metavar="SECONDS", default=3600.0,
+                   help="how long GetDownloadUrlForLayer's URLs stay valid (default: 3600)")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     testing = p.add_argument_group("testing only")
     testing.add_argument("--fail-next-upload-parts", type=_non_negative_int, default=0, metavar="N",
@@ -470,6 +509,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, metavar="SECONDS",
                    help="leave unreferenced blobs and stray files younger than this (default: 3600)")
     p.set_defaults(func=cmd_purge)
+
+    p = commands.add_parser("gc", help="unlink layers no image uses and delete their blobs",
+                            description="Garbage-collect: unlink every layer that no image of its repository "
+                                        "references and that was linked more than --grace seconds ago, then "
+                                        "delete the blobs no repository links any more, and report the "
+                                        "layers unlinked, blobs deleted and bytes freed. Safe while the store "
+                                        "is in use (pushes, completions and PutImage go on).")
+    _store_arguments(p)
+    p.add_argument("--grace", type=_seconds(zero_ok=True), metavar="SECONDS",
+                   help="keep layers linked less than this long ago, so that a push can finish "
+                        "uploading an image's layers before its PutImage (default: 86400)")
+    p.add_argument("--dry-run", action="store_true", help="report what would go, change nothing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_gc)
 
     p = commands.add_parser("stats", help="counts, bytes and dedupe savings",
                             description="Print repository, layer and blob counts, stored bytes and the "

@@ -15,7 +15,7 @@ from ecrstore import cli
 pytestmark = pytest.mark.timeout(120)
 
 COMMANDS = [[], ["serve"], ["init"], ["repo"], ["repo", "create"], ["repo", "ls"], ["repo", "rm"],
-            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["stats"], ["demo"]]
+            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["gc"], ["stats"], ["demo"]]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -198,3 +198,58 @@ def test_region_and_registry_options(capsys, store):
     assert repo["repositoryArn"] == "arn:aws:ecr:eu-west-3:123456789012:repository/regional"
     code, _, err = run(capsys, "repo", "ls", "--store", store, "--registry-id", "12")
     assert code == 2 and "12 digits" in err
+
+
+def test_gc_unlinks_unreferenced_layers_and_reports(capsys, store, tmp_path):
+    from ecrstore import Store
+
+    loose = tmp_path / "loose.bin"
+    loose.write_bytes(os.urandom(5000))
+    for repo in ("app", "copy"):  # one blob, linked by two repositories, used by no image
+        assert run(capsys, "push-layer", str(loose), "--repo", repo, "--store", store, "--create-repo")[0] == 0
+    # An image keeps its config and layer.
+    with Store(store) as s:
+        kept = {}
+        for name, data in (("config", b'{"os": "linux"}'), ("layer", os.urandom(3000))):
+            upload = s.initiate_layer_upload("app")
+            s.upload_layer_part("app", upload.upload_id, 0, len(data) - 1, data)
+            kept[name] = (s.complete_layer_upload("app", upload.upload_id, [
+                "sha256:" + hashlib.sha256(data).hexdigest()]).layer_digest, len(data))
+        s.put_image("app", json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": kept["config"][1], "digest": kept["config"][0]},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "size": kept["layer"][1], "digest": kept["layer"][0]}],
+        }), image_tag="v1")
+
+    code, out, _ = run(capsys, "gc", "--store", store)  # default grace: everything is too young
+    assert code == 0 and out.startswith("unlinked 0 unreferenced layer(s), deleted 0 blob(s), freed 0 B")
+
+    code, out, _ = run(capsys, "gc", "--store", store, "--grace", "0", "--dry-run", "--json")
+    assert code == 0
+    assert json.loads(out) == {"layers_unlinked": 2, "blobs_deleted": 1, "bytes_freed": 5000, "dry_run": True}
+    code, out, _ = run(capsys, "gc", "--store", store, "--grace", "0", "--dry-run")
+    assert code == 0 and out.startswith("dry run: would unlink 2 unreferenced layer(s), delete 1 blob(s)")
+    assert "nothing was changed" in out
+    assert json.loads(run(capsys, "stats", "--store", store, "--json")[1])["blobs"] == 3
+
+    code, out, _ = run(capsys, "gc", "--store", store, "--grace", "0")
+    assert code == 0
+    assert out.strip() == "unlinked 2 unreferenced layer(s), deleted 1 blob(s), freed 4.9 KiB (5000 bytes)"
+    stats = json.loads(run(capsys, "stats", "--store", store, "--json")[1])
+    assert stats["blobs"] == 2 and stats["layers"] == 2  # the image's config and layer
+    code, out, _ = run(capsys, "ls-layers", "--repo", "app", "--store", store)
+    assert {line.split()[0] for line in out.splitlines()} == {kept["config"][0], kept["layer"][0]}
+
+    code, out, _ = run(capsys, "gc", "--store", store, "--grace", "0", "--json")
+    assert json.loads(out) == {"layers_unlinked": 0, "blobs_deleted": 0, "bytes_freed": 0, "dry_run": False}
+
+
+def test_gc_usage_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "gc", "--grace", "-1")
+    assert code == 2 and "non-negative" in err
+    code, _, err = run(capsys, "gc", "--store", str(tmp_path / "none"))
+    assert code == 1 and "no store at" in err
+    code, _, err = run(capsys, "serve", "--download-url-ttl", "0")
+    assert code == 2 and "positive" in err

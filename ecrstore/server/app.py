@@ -2,17 +2,19 @@
 
 One request goes through these steps; each refusal happens as early as it can be decided:
 
-1. ``POST /`` (and ``GET``/``HEAD /layers/...`` for GetDownloadUrlForLayer's signed URLs);
-   ``Content-Length`` above the body limit is refused unread (the connection is then closed,
-   since the unread body cannot be skipped).
+1. ``POST /`` (``GET``/``HEAD /layers/...``, GetDownloadUrlForLayer's signed URLs, are
+   served by :mod:`.download`); ``Content-Length`` above the body limit is refused unread (the
+   connection is then closed, since the unread body cannot be skipped).
 2. SigV4 header checks (missing, malformed, unknown key, clock skew): 403 without buffering
    the body (it is read and discarded, so the connection stays usable).
 3. The body is read into one preallocated buffer, with an idle and a total timeout and the
-   size limit counted for chunked bodies.
-4. Off the event loop, in the worker's thread pool: body sha256 and signature check,
-   operation lookup, JSON decoding (orjson), member binding (strict base64), registry
-   resolution and the Store call; hashing and disk I/O release the GIL, so calls overlap with
-   each other and with the loop.
+   size limit counted for chunked bodies. While it arrives, pool threads hash it for SigV4
+   (:class:`.body.BodyHasher`), so the hash is nearly done when the last byte is in.
+4. Off the event loop, in the worker's thread pool: the signature check, operation lookup,
+   JSON decoding (:func:`.body.decode_request`: a layer part's base64 is decoded straight
+   from the body buffer, never turned into a ``str``), member binding (strict base64),
+   registry resolution and the Store call; hashing, base64 decoding and disk I/O release the
+   GIL, so calls overlap with each other and with the loop.
 5. Response: 200 with the JSON result, or the error's status with
    ``{"__type", "message", ...}``; every response carries ``x-amzn-RequestId``.
 
@@ -35,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
@@ -48,8 +49,10 @@ from ..errors import (
     UnknownOperationException,
 )
 from ..urls import LAYER_PATH_PREFIX
+from .body import BodyHasher, decode_request
 from .config import ServerConfig
 from .credentials import Credential, load_credentials
+from .download import download_status, serve_download
 from .operations import OPERATIONS, TARGET_PREFIX, Operation, lookup
 from .sigv4 import PendingAuth, SigV4Verifier
 
@@ -58,7 +61,6 @@ __all__ = ["AppFactory", "EcrApp", "RequestTimeoutException", "build_app"]
 log = logging.getLogger("ecrstore.server")
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
-DOWNLOAD_CHUNK = 1 << 20
 
 
 class RequestTimeoutException(EcrError):
@@ -146,9 +148,13 @@ class EcrApp:
         keep_alive = True
         try:
             if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(LAYER_PATH_PREFIX):
-                await self._download(scope, send, request_id)
-                return
-            status, body = await self._handle(scope, receive, request_id)
+                try:
+                    await serve_download(self.store, self._executor, scope, send, request_id)
+                    return
+                except EcrError as e:
+                    status, body = self._error_response(e, request_id, download_status(e))
+            else:
+                status, body = await self._handle(scope, receive, request_id)
         except _ClientGone:
             return
         except _BodyLeftUnread as e:
@@ -174,45 +180,10 @@ class EcrApp:
             pass
 
     @staticmethod
-    def _error_response(error: EcrError, request_id: str) -> tuple[int, bytes]:
+    def _error_response(error: EcrError, request_id: str, status: int | None = None) -> tuple[int, bytes]:
         if error.status >= 500:
             log.error("request %s: %s: %s", request_id, error.code, error.message, exc_info=error)
-        return error.status, _dumps(error.to_wire())
-
-    # --- layer downloads (GetDownloadUrlForLayer's URLs) ------------------------------------
-
-    async def _download(self, scope: dict, send: Any, request_id: str) -> None:
-        """Stream the layer a signed download URL names. The URL's own signature (checked by
-        the store) is the authentication; SigV4 does not apply. Raises EcrError before the
-        response starts; once it started, a failure can only cut the connection short."""
-        loop = asyncio.get_running_loop()
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        reader = await loop.run_in_executor(self._executor, self.store.open_download, scope["method"], path, query)
-        try:
-            headers = [
-                (b"content-type", b"application/octet-stream"),
-                (b"content-length", str(reader.size).encode()),
-                (b"docker-content-digest", reader.digest.encode()),
-                (b"x-amzn-requestid", request_id.encode()),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            more = scope["method"] == "GET"
-            if not more:
-                await send({"type": "http.response.body", "body": b""})
-            while more:
-                chunk = await loop.run_in_executor(self._executor, reader.read, DOWNLOAD_CHUNK)
-                more = len(chunk) == DOWNLOAD_CHUNK
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
-        except OSError:  # the client went away
-            pass
-        except Exception:
-            # The status line is gone: returning with the body incomplete makes uvicorn close
-            # the connection, which the client sees as a short read.
-            log.exception("request %s: download failed after the response started", request_id)
-        finally:
-            reader.close()
+        return status or error.status, _dumps(error.to_wire())
 
     # --- the JSON protocol ------------------------------------------------------------------
 
@@ -241,10 +212,12 @@ class EcrApp:
                     raise _BodyLeftUnread(refusal) from None
                 raise
 
-        body = [await self._read_body(receive, length)]
+        # The signature covers the body's sha256: hashed in pool threads while it arrives.
+        hasher = BodyHasher(self._executor) if pending is not None and length else None
+        body = [await self._read_body(receive, length, hasher=hasher)]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, self._execute, scope, raw_headers, headers, pending, body
+            self._executor, self._execute, scope, raw_headers, headers, pending, hasher, body
         )
 
     @staticmethod
@@ -266,9 +239,12 @@ class EcrApp:
             "a layer part may hold at most 20971520 bytes"
         )
 
-    async def _read_body(self, receive: Any, length: int | None, keep: bool = True) -> bytearray:
+    async def _read_body(self, receive: Any, length: int | None, keep: bool = True,
+                         hasher: BodyHasher | None = None) -> bytearray:
         """The whole body in one buffer, preallocated when the length is known (``keep=False``
-        reads and discards it). Raises _BodyLeftUnread on timeout or when over the limit."""
+        reads and discards it). ``hasher`` is fed as the bytes arrive (it only hashes a
+        preallocated buffer; for any other it is left behind and the caller hashes the rest).
+        Raises _BodyLeftUnread on timeout or when over the limit."""
         config = self.config
         buf = bytearray(length) if length and keep else bytearray()
         view = memoryview(buf) if length and keep else None
@@ -294,10 +270,14 @@ class EcrApp:
                         raise _BodyLeftUnread(self._too_large(f"more than {config.max_body_bytes}"))
                 elif view is not None and end <= len(buf):
                     view[received:end] = chunk
+                    if hasher is not None:
+                        hasher.advance(view, end)
                 elif end > config.max_body_bytes:
                     raise _BodyLeftUnread(self._too_large(f"more than {config.max_body_bytes}"))
                 else:
                     if view is not None:  # more than announced; a conforming server never does this
+                        if hasher is not None:
+                            hasher.settle()  # its step holds a view of the buffer
                         view.release()
                         view = None
                         del buf[received:]
@@ -308,11 +288,14 @@ class EcrApp:
         if view is not None:
             view.release()
         if keep and length is not None and received != length:
+            if hasher is not None:
+                hasher.settle()
             del buf[received:]
         return buf
 
     def _execute(self, scope: dict, raw_headers: list[tuple[str, str]], headers: dict[str, str],
-                 pending: PendingAuth | None, body_box: list[bytearray]) -> tuple[int, bytes]:
+                 pending: PendingAuth | None, hasher: BodyHasher | None,
+                 body_box: list[bytearray]) -> tuple[int, bytes]:
         """Runs in the thread pool: authenticate, decode, call the store, encode.
 
         The body comes in a one-item list so that it can be dropped once decoded (the caller
@@ -320,10 +303,7 @@ class EcrApp:
         """
         body = body_box.pop()
         if pending is not None:
-            # The signature covers the body's sha256. Hashed here rather than chunk by chunk as
-            # it arrives: the same CPU either way, but here (GIL released) it leaves the event
-            # loop free for other connections.
-            body_hash = hashlib.sha256(body).hexdigest()
+            body_hash = hasher.hexdigest(body) if hasher is not None else hashlib.sha256(body).hexdigest()
             raw_path = scope.get("raw_path")
             path = raw_path.decode("latin-1") if raw_path else scope["path"]
             credential = self.verifier.verify(  # type: ignore[union-attr]
@@ -343,14 +323,14 @@ class EcrApp:
             raise UnknownOperationException(f"Operation '{name}' is not supported by this endpoint.")
 
         try:
-            request = orjson.loads(body) if body else {}
+            request = decode_request(body, op.blob_member) if body else {}
         except orjson.JSONDecodeError as e:
             raise SerializationException(f"Malformed JSON request body: {e}") from None
         del body
         if not isinstance(request, dict):
             raise SerializationException("The request body must be a JSON object.")
         kwargs = op.bind(request)
-        del request  # the blob is now bytes in kwargs; drop the base64 text before the call
+        del request  # the blob is now bytes in kwargs; drop the base64 text (or view) before the call
         self._resolve_registry(op, kwargs, caller)
         for name in op.request_kwargs:
             kwargs[name] = self._request_value(name, scope, headers)
@@ -360,14 +340,16 @@ class EcrApp:
             raise ServerException("Injected failure after the part was stored (--fail-next-upload-parts).")
         return 200, _dumps(op.encode(result))
 
-    @staticmethod
-    def _request_value(name: str, scope: dict, headers: dict[str, str]) -> Any:
+    def _request_value(self, name: str, scope: dict, headers: dict[str, str]) -> Any:
         if name == "base_url":  # where the client reached us: download URLs point back here
             host = headers.get("host")
-            if not host:
+            if not host:  # HTTP/1.0 without Host: the address the connection came in on
                 server = scope.get("server") or ("127.0.0.1", 80)
-                host = f"{server[0]}:{server[1]}"
+                address = f"[{server[0]}]" if ":" in server[0] else server[0]
+                host = f"{address}:{server[1]}"
             return f"{scope.get('scheme', 'http')}://{host}"
+        if name == "expires_in":
+            return self.config.download_url_ttl
         raise KeyError(f"no request value {name!r}")
 
     def _take_injected_failure(self) -> bool:

@@ -33,6 +33,8 @@ class ServerConfig:
     body_total_timeout: float = 900.0
     #: Threads per worker running store calls (hashing and disk I/O release the GIL).
     threads: int = 16
+    #: How long GetDownloadUrlForLayer's URLs stay valid (seconds).
+    download_url_ttl: float = 3600.0
     fail_upload_parts: int = 0
 
     def __post_init__(self) -> None:
@@ -42,3 +44,5 @@ class ServerConfig:
             raise ValueError("max_body_bytes and threads must be positive")
         if self.body_idle_timeout <= 0 or self.body_total_timeout <= 0:
             raise ValueError("body timeouts must be positive")
+        if self.download_url_ttl <= 0:
+            raise ValueError("download_url_ttl must be positive")

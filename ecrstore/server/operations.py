@@ -23,6 +23,7 @@ import pybase64
 
 from ..errors import SerializationException, invalid_parameter
 from ..models import to_wire
+from .body import Base64Span
 
 __all__ = [
     "MAX_LAYER_PART_BYTES",
@@ -84,23 +85,35 @@ class Boolean(Shape):
 
 @dataclass(frozen=True)
 class Blob(Shape):
-    """Base64 text in the JSON, bytes for the Store. ``max_bytes`` bounds the decoded size."""
+    """Base64 text in the JSON, bytes for the Store. ``max_bytes`` bounds the decoded size.
+
+    The value is the JSON string, or a :class:`~.body.Base64Span` (the same text as a view of
+    the raw request body, from :func:`~.body.decode_request`'s fast path): both are decoded
+    with the same checks and errors.
+    """
 
     max_bytes: int | None = None
 
     def decode(self, value: Any, path: str) -> bytes:
-        if not isinstance(value, str):
+        if isinstance(value, Base64Span):
+            text: Any = value.view
+            tail = text[-2:].tobytes()
+            padding = tail.endswith(b"=") + tail.endswith(b"==")
+        elif isinstance(value, str):
+            text = value
+            padding = value.endswith("=") + value.endswith("==")
+        else:
             raise _expected(path, "a base64-encoded string")
-        if len(value) % 4:
+        if len(text) % 4:
             raise SerializationException(f"Invalid base64 value at '{path}': length is not a multiple of 4")
         # Checked before decoding, from the text length: an oversized blob costs no decode.
         if self.max_bytes is not None:
-            size = len(value) // 4 * 3 - (value.endswith("=") + value.endswith("=="))
+            size = len(text) // 4 * 3 - padding
             if size > self.max_bytes:
                 raise invalid_parameter(path, f"Member must have length less than or equal to {self.max_bytes}")
         try:
             # validate=True refuses characters outside the alphabet and misplaced padding.
-            return pybase64.b64decode(value, validate=True)
+            return pybase64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as e:
             raise SerializationException(f"Invalid base64 value at '{path}': {e}") from None
 
@@ -167,14 +180,19 @@ class Operation:
     method: str
     members: Mapping[str, Member]
     result_member: str | None = None
-    #: Store keywords taken from the request rather than the body (e.g. ``base_url``, where
-    #: the client reached this server); the front end supplies them.
+    #: Store keywords taken from the request or the server's settings rather than the body
+    #: (``base_url``, where the client reached this server; ``expires_in``, the download URL
+    #: lifetime); the front end supplies them.
     request_kwargs: tuple[str, ...] = ()
     _kwargs: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: The top-level Blob member, if any: its value may arrive as a Base64Span.
+    blob_member: str | None = field(init=False, default=None, compare=False)
 
     def __post_init__(self) -> None:
         members = {"registryId": Member(String()), **self.members}
         object.__setattr__(self, "members", members)
+        object.__setattr__(self, "blob_member", next(
+            (name for name, m in members.items() if isinstance(m.shape, Blob)), None))
         object.__setattr__(self, "_kwargs", {
             name: (m.kwarg if m.kwarg is not None else _snake(name)) for name, m in members.items()
         })
@@ -252,7 +270,7 @@ _OPERATIONS = [
     Operation("GetDownloadUrlForLayer", "get_download_url_for_layer", {
         "repositoryName": Member(String(), required=True),
         "layerDigest": Member(String(), required=True),
-    }, request_kwargs=("base_url",)),
+    }, request_kwargs=("base_url", "expires_in")),
     Operation("PutImage", "put_image", {
         "repositoryName": Member(String(), required=True),
         "imageManifest": Member(String(), required=True),
