@@ -14,7 +14,7 @@ Invariants (each relied on by crash recovery and tested by killing a writer at r
 * Durable mode: part data is ``fdatasync``-ed before the record that acknowledges it commits;
   at completion the file gets its blob name (hard link + rename) and the directory is fsync-ed
   before the index links it; the upload's own name is removed only after that commit. A blob
-  file is never modified once it has its name (mode 0444 after the commit).
+  file is never modified once it has its name (mode 0444 from then on).
 """
 
 from __future__ import annotations
@@ -333,8 +333,6 @@ class Uploads:
             won = self._index.write(commit)
             # Only now, with the index committed, does the upload's own name go: until then a
             # crash leaves the upload whole (its record and its data file), free to complete again.
-            if placed:
-                os.fchmod(fd, 0o444)
             unlink_quiet(path)
             if not won:
                 raise _already_exists(computed, repo)
@@ -345,6 +343,7 @@ class Uploads:
         over any orphan of an earlier attempt), and make that name durable. The upload keeps
         its own name until the index commit, so no crash can separate the record from data."""
         tmp = self._layout.blob_temp(hexdigest)
+        os.chmod(path, 0o444)  # the blob is read-only from the moment it has its name
         os.link(path, tmp)
         try:
             os.rename(tmp, self._layout.blob(hexdigest))
@@ -374,6 +373,11 @@ class Uploads:
     def _locked_file(self, repo: RepoRecord, upload_id: str, uid: bytes, rec: UploadRecord):
         path = self._layout.upload(uuid.UUID(bytes=uid).hex)
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except PermissionError:
+            # Made read-only by a completion that failed after placing the blob (its index
+            # commit never happened): the upload is still ours to write.
+            os.chmod(path, 0o600)
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             if rec.received:
