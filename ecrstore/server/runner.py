@@ -1,13 +1,24 @@
 """Starting the server: store and credentials preparation, then uvicorn with N workers.
 
 Workers are processes started with the ``spawn`` method, so no store handle, lock or thread
-crosses a fork; each receives the picklable :class:`ServerConfig` and the listening socket and
-builds its own app (and Store) with :class:`AppFactory`.
+crosses a fork; each receives the picklable :class:`ServerConfig` and builds its own app (and
+Store) with :class:`AppFactory`.
+
+Connections are dealt to the workers round-robin by the supervisor: it alone accepts on the
+listening socket and passes each accepted connection's descriptor to the next worker over a
+Unix socket (``SCM_RIGHTS``); the worker hands it to its event loop
+(``loop.connect_accepted_socket``) with uvicorn's own protocol. Letting every worker accept on
+a shared socket instead leaves the choice to the kernel's wake-up order, which on an idle
+server tends to give every new connection to the same worker: two clients then share one
+process while the other idles. (Node's cluster module deals connections round-robin for the
+same reason.) Only the accept goes through the supervisor; the requests themselves never do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -33,6 +44,8 @@ STARTUP_FAILURE = 3
 MAX_STARTUP_FAILURES = 3
 
 log = logging.getLogger("ecrstore.server")
+#: How long the supervisor's accept waits before it looks at the stop flag again (seconds).
+ACCEPT_POLL_SECONDS = 0.2
 #: Idle keep-alive connections are kept this long. Well above uvicorn's default of 5 s: SDK
 #: clients reuse pooled connections after pauses, and a close racing a reuse costs a retry.
 KEEP_ALIVE_SECONDS = 60
@@ -115,24 +128,85 @@ def _uvicorn_config(config: ServerConfig, host: str, port: int, log_level: str, 
 
 
 def _worker_main(config: ServerConfig, host: str, port: int, log_level: str, access_log: bool,
-                 sock: socket.socket) -> None:
-    """Entry point of a worker process (spawned: nothing but its arguments is inherited)."""
-    import uvicorn
-
-    server = uvicorn.Server(_uvicorn_config(config, host, port, log_level, access_log))
-    server.run(sockets=[sock])
+                 channel: socket.socket) -> None:
+    """Entry point of a worker process (spawned: nothing but its arguments is inherited).
+    Serves the connections the supervisor passes over ``channel``."""
+    server = _handoff_server_class()(_uvicorn_config(config, host, port, log_level, access_log), channel)
+    server.run(sockets=[])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+@functools.cache
+def _handoff_server_class() -> type:
+    import uvicorn
+
+    class HandoffServer(uvicorn.Server):
+        """A uvicorn server with no listening socket of its own: connections arrive as
+        descriptors over a Unix socket from the supervisor. When the supervisor goes away
+        (the channel closes) the worker shuts down gracefully."""
+
+        def __init__(self, config: Any, channel: socket.socket) -> None:
+            super().__init__(config)
+            self._channel = channel
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=[])
+            if not self.started:
+                return
+            create_protocol = functools.partial(
+                self.config.http_protocol_class, config=self.config,
+                server_state=self.server_state, app_state=self.lifespan.state,
+            )
+            self._channel.setblocking(False)
+            asyncio.get_running_loop().add_reader(self._channel.fileno(), self._receive, create_protocol)
+
+        def _receive(self, create_protocol: Any) -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                data, fds, _, _ = socket.recv_fds(self._channel, 64, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data and not fds:  # the supervisor is gone
+                loop.remove_reader(self._channel.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                conn = socket.socket(fileno=fd)
+                if self.should_exit:
+                    conn.close()
+                    continue
+                conn.setblocking(False)
+                task = loop.create_task(loop.connect_accepted_socket(create_protocol, conn))
+                task.add_done_callback(_log_handoff_failure)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            except (ValueError, OSError):
+                pass
+            self._channel.close()
+            await super().shutdown(sockets=sockets)
+
+    return HandoffServer
+
+
+def _log_handoff_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a connection could not be taken over: %s", task.exception())
 
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
           log_level: str = "info", access_log: bool = True) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit status after a graceful shutdown.
 
-    With one worker uvicorn runs in this process. With more, this process binds the socket and
-    supervises ``workers`` spawned processes sharing it; each calls :class:`AppFactory` and so
-    opens its own Store. A worker that dies is restarted; if workers keep failing at startup
-    (e.g. the store cannot be opened) the server stops with status 1.
+    With one worker uvicorn runs in this process. With more, this process binds the socket,
+    supervises ``workers`` spawned processes and deals them the accepted connections in turn;
+    each calls :class:`AppFactory` and so opens its own Store. A worker that dies is restarted
+    (the connections it held are lost); if workers keep failing at startup (e.g. the store
+    cannot be opened) the server stops with status 1.
     """
     import uvicorn
 
@@ -143,31 +217,77 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, wo
         return 0 if server.started else 1
     sock = uv_config.bind_socket()
     try:
-        return _Supervisor(workers, (config, host, port, log_level, access_log, sock)).run()
+        sock.listen(uv_config.backlog)  # bound, not yet listening: the workers no longer do it
+        return _Supervisor(workers, (config, host, port, log_level, access_log), sock).run()
     finally:
         sock.close()
 
 
 class _Supervisor:
-    """Keeps ``count`` worker processes alive; stops them all on SIGINT/SIGTERM."""
+    """Keeps ``count`` worker processes alive, deals them the accepted connections in turn,
+    and stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, count: int, args: tuple) -> None:
+    def __init__(self, count: int, args: tuple, listener: socket.socket) -> None:
         self._count = count
         self._args = args
+        self._listener = listener
         self._context = multiprocessing.get_context("spawn")
         self._stop = threading.Event()
         self._failures = 0
+        #: slot -> the supervisor's end of that worker's channel (replaced on restart).
+        self._channels: list[socket.socket | None] = [None] * count
+        self._channels_lock = threading.Lock()
 
-    def _start(self) -> multiprocessing.process.BaseProcess:
-        process = self._context.Process(target=_worker_main, args=self._args, name="ecrstore-worker")
+    def _start(self, slot: int) -> multiprocessing.process.BaseProcess:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = self._context.Process(target=_worker_main, args=(*self._args, theirs), name="ecrstore-worker")
         process.start()
+        theirs.close()
+        # Never wait on a worker: one whose queue is full (still starting, or stuck) is passed over.
+        ours.setblocking(False)
+        with self._channels_lock:
+            old, self._channels[slot] = self._channels[slot], ours
+        if old is not None:
+            old.close()
         return process
+
+    def _deal(self) -> None:
+        """The accept loop (a thread): each connection goes to the next worker that takes it."""
+        self._listener.settimeout(ACCEPT_POLL_SECONDS)
+        turn = 0
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout, InterruptedError):
+                continue
+            except OSError as e:
+                if self._stop.is_set():
+                    return
+                log.error("accept failed: %s", e)
+                time.sleep(ACCEPT_POLL_SECONDS)  # e.g. EMFILE: give descriptors time to free up
+                continue
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for _ in range(self._count):
+                    with self._channels_lock:
+                        channel = self._channels[turn % self._count]
+                    turn += 1
+                    try:
+                        if channel is not None:
+                            socket.send_fds(channel, [b"c"], [conn.fileno()])
+                            break
+                    except OSError:  # gone (its replacement gets a new channel) or its queue is full
+                        continue
+                else:
+                    log.error("no worker could take a connection; it was closed")
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         status = 0
-        processes = [self._start() for _ in range(self._count)]
+        processes = [self._start(i) for i in range(self._count)]
         log.info("started %d workers (pids %s)", len(processes), ", ".join(str(p.pid) for p in processes))
+        dealer = threading.Thread(target=self._deal, name="ecrstore-accept", daemon=True)
+        dealer.start()
         try:
             while not self._stop.is_set():
                 multiprocessing.connection.wait([p.sentinel for p in processes], timeout=0.5)
@@ -182,8 +302,10 @@ class _Supervisor:
                         self._stop.set()
                         status = 1
                         break
-                    processes[i] = self._start()
+                    processes[i] = self._start(i)
         finally:
+            self._stop.set()
+            dealer.join()
             for process in processes:
                 if process.is_alive():
                     process.terminate()  # SIGTERM: uvicorn finishes its requests and exits
@@ -195,6 +317,10 @@ class _Supervisor:
                     process.join()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            with self._channels_lock:
+                for channel in self._channels:
+                    if channel is not None:
+                        channel.close()
         return status
 
     def _on_signal(self, signum: int, frame: object) -> None:
