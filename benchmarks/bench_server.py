@@ -16,6 +16,10 @@ Both stores use the same settings (default part sizes; ``durable=False`` unless 
 Clients run in their own processes, so the benchmark's process never competes with them for
 the GIL. Targets: 1 client >= 0.5 x in-process; 2 clients >= 1.6 x 1 client.
 
+Besides MB/s (wall clock, which other load on the machine skews), it reports the server's CPU
+time per part (user + system of the server and its workers, from /proc), a figure that load
+hardly moves, and, for 2 clients, how that CPU time split between the workers.
+
 Run: ``python benchmarks/bench_server.py [--size-mib 1024] [--part-mib 10] [--workers N] [--durable]``.
 """
 
@@ -187,6 +191,31 @@ def start_null_endpoint() -> tuple[multiprocessing.Process, str]:
     return proc, f"http://127.0.0.1:{q.get(timeout=60)}"
 
 
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``pid`` and of its children, by pid (empty without /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
+    return {p: after[p] - before.get(p, 0.0) for p in after}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -244,6 +273,9 @@ def main() -> int:
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench-server-", dir=args.dir))
     runs: dict[str, list[float]] = {"in_process": [], "client_ceiling": [], "server_1": [], "server_2": []}
+    parts = -(-size // part)
+    cpu_ms: dict[str, list[float]] = {"server_1": [], "server_2": []}  # server CPU per part
+    worker_split: list[list[float]] = []  # 2 clients: CPU seconds of each process, largest first
     null_proc, null_endpoint = start_null_endpoint()
     log = open(root / "server.log", "wb")
     server, endpoint = start_server(root / "served", args.workers, args.durable, part, log)
@@ -258,8 +290,15 @@ def main() -> int:
             t0, t1 = push_in_process(store, layer, digest)
             runs["in_process"].append(size / (t1 - t0))
             runs["client_ceiling"].append(push_with_clients(null_endpoint, [seed + 1], size, part, complete=False))
+            before = tree_cpu_seconds(server.pid)
             runs["server_1"].append(push_with_clients(endpoint, [seed + 2], size, part))
+            middle = tree_cpu_seconds(server.pid)
             runs["server_2"].append(push_with_clients(endpoint, [seed + 3, seed + 4], size, part))
+            after = tree_cpu_seconds(server.pid)
+            cpu_ms["server_1"].append(1000 * sum(cpu_delta(before, middle).values()) / parts)
+            split = cpu_delta(middle, after)
+            cpu_ms["server_2"].append(1000 * sum(split.values()) / (2 * parts))
+            worker_split.append(sorted((round(v, 2) for v in split.values()), reverse=True))
             seed += 5
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1] / MB:,.0f} MB/s" for k, v in runs.items()),
                   flush=True)
@@ -289,6 +328,11 @@ def main() -> int:
     ])
     server_vs_ceiling = med["server_1"] / med["client_ceiling"]
     print(f"1 client reaches {server_vs_ceiling:.2f} x what boto3 alone can send (the null endpoint).")
+    cpu_med = {k: statistics.median(v) for k, v in cpu_ms.items() if v}
+    if cpu_med:
+        print(f"server CPU per {args.part_mib} MiB part: {cpu_med['server_1']:.1f} ms (1 client), "
+              f"{cpu_med['server_2']:.1f} ms (2 clients); 2 clients, CPU seconds by server process "
+              f"(supervisor and workers) per round: {worker_split}")
     # Clients and server share this machine's cores: other load skews the parallel figure most.
     load_after = os.getloadavg()
     print(f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores")
@@ -299,6 +343,8 @@ def main() -> int:
                      "load_average_before_after": [load_before[0], load_after[0]]},
         "mb_per_s": {k: v / MB for k, v in med.items()},
         "runs_mb_per_s": {k: [x / MB for x in v] for k, v in runs.items()},
+        "server_cpu_ms_per_part": cpu_med,
+        "server_cpu_seconds_by_process_2_clients": worker_split,
         "ratios": {"server_1_vs_in_process": one, "server_2_vs_server_1": two,
                    "client_ceiling_vs_in_process": ceiling, "server_1_vs_client_ceiling": server_vs_ceiling},
         "targets": {"server_1_vs_in_process": TARGET_ONE, "server_2_vs_server_1": TARGET_TWO,
