@@ -234,6 +234,13 @@ class InvalidSignatureException(EcrError):
     status = 403
 
 
+class RequestTimeoutException(EcrError):
+    """The request body did not arrive in time."""
+
+    code = "RequestTimeoutException"
+    status = 408
+
+
 class UnrecognizedClientException(EcrError):
     """The access key id is unknown."""
 

@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from ..errors import (
+    RequestTimeoutException,
     AccessDeniedException,
     EcrError,
     InvalidParameterException,
@@ -56,18 +57,11 @@ from .download import download_status, serve_download
 from .operations import OPERATIONS, TARGET_PREFIX, Operation, lookup
 from .sigv4 import PendingAuth, SigV4Verifier
 
-__all__ = ["AppFactory", "EcrApp", "RequestTimeoutException", "build_app"]
+__all__ = ["AppFactory", "EcrApp", "build_app"]
 
 log = logging.getLogger("ecrstore.server")
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
-
-
-class RequestTimeoutException(EcrError):
-    """The request body did not arrive in time (a protocol error of this front end)."""
-
-    code = "RequestTimeoutException"
-    status = 408
 
 
 class _ClientGone(Exception):
