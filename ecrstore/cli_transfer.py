@@ -1,0 +1,311 @@
+"""The ``ecrstore import`` and ``ecrstore export`` commands.
+
+:func:`add_commands` registers both on the main tool's subparsers; ``python -m
+ecrstore.cli_transfer`` runs them on their own. Exit codes as for every ecrstore command: 0
+success; 1 failure (a bad, truncated or unsafe source, a digest mismatch, an ECR error, an
+I/O error); 2 usage error; 130 interrupted. Errors go to stderr as ``error: <message>``;
+progress goes to stderr (a bar on a terminal, plain lines otherwise, nothing with
+``--quiet``); the result (a summary line, or ``--json``) goes to stdout.
+
+``import`` opens the store with ``durable=False`` (no fsync per part: one import writes many
+parts) and calls ``store.sync()`` before it reports success, so a 0 exit status means every
+layer and manifest of the import is on stable storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_commands", "main"]
+
+DEFAULT_STORE = "./ecrstore-data"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _registry_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9]{12}", text):
+        raise argparse.ArgumentTypeError(f"registry id must be 12 digits, got {text!r}")
+    return text
+
+
+def _human(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+
+class _Display:
+    """Renders ProgressEvents on stderr: a tqdm bar (bytes, layers, rate, ETA) on a terminal,
+    one plain line per layer and image otherwise, nothing when quiet."""
+
+    def __init__(self, verb: str, *, quiet: bool) -> None:
+        self._verb = verb
+        self._mode = "off" if quiet else ("bar" if sys.stderr.isatty() else "lines")
+        self._bar: Any = None
+        self._total_layers = 0
+        self._total_bytes = 0
+        self._layers = 0
+        self._bytes = 0
+        self._started = time.monotonic()
+
+    def __call__(self, ev: Any) -> None:
+        if self._mode == "off":
+            return
+        handler = getattr(self, f"_on_{ev.kind}", None)
+        if handler is not None:
+            handler(ev)
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def _on_note(self, ev: Any) -> None:
+        self._say(f"note: {ev.message}")
+
+    def _on_plan(self, ev: Any) -> None:
+        self._total_layers, self._total_bytes = ev.total_layers, ev.total_bytes
+        self._started = time.monotonic()
+        if ev.skipped_layers:
+            self._say(f"{_plural(ev.skipped_layers, 'layer')} ({_human(ev.skipped_bytes)}) already present: skipped")
+        if self._mode == "bar" and ev.total_layers:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=ev.total_bytes, desc=self._verb, unit="B", unit_scale=True, unit_divisor=1024,
+                             file=sys.stderr, dynamic_ncols=True, leave=False)
+            self._bar.set_postfix_str(f"layers 0/{ev.total_layers}")
+        elif self._mode == "lines":
+            self._say(f"{self._verb}: {_plural(ev.total_layers, 'layer')}, {_human(ev.total_bytes)}")
+
+    def _on_bytes(self, ev: Any) -> None:
+        self._bytes += ev.nbytes
+        if self._bar is not None:
+            self._bar.update(ev.nbytes)
+
+    def _on_layer(self, ev: Any) -> None:
+        if ev.skipped and self._verb == "import":
+            return  # counted in the plan line
+        self._layers += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"layers {self._layers}/{self._total_layers}", refresh=False)
+        elif self._mode == "lines":
+            elapsed = max(time.monotonic() - self._started, 1e-9)
+            done = f"{self._bytes / self._total_bytes:.0%}" if self._total_bytes else "100%"
+            state = "present" if ev.skipped else "done"
+            self._say(f"[{self._layers}/{self._total_layers}] {ev.digest} {_human(ev.nbytes)} {state} "
+                      f"({done}, {self._bytes / elapsed / 1e6:.0f} MB/s)")
+
+    def _on_image(self, ev: Any) -> None:
+        self.close()
+        tags = f" [{', '.join(ev.tags)}]" if ev.tags else ""
+        self._say(f"image {ev.digest}{tags}: {'already present' if ev.skipped else 'imported'}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _open_store(args: argparse.Namespace, **options: Any):
+    from . import Store
+    from .transfer import TransferError
+
+    if not os.path.isdir(args.store):
+        raise TransferError(f"no store at {args.store} (create one with: ecrstore init --store {args.store})")
+    if args.registry_id:
+        options["registry_id"] = args.registry_id
+    return Store(args.store, **options)
+
+
+def _print_json(value: Any) -> None:
+    from .models import to_wire
+
+    print(json.dumps(to_wire(value), indent=2, sort_keys=True))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .errors import RepositoryAlreadyExistsException
+    from .transfer import import_image
+
+    display = _Display("import", quiet=args.quiet)
+    try:
+        with _open_store(args, durable=False) as store:
+            if args.create_repo:
+                try:
+                    store.create_repository(args.repo)
+                except RepositoryAlreadyExistsException:
+                    pass
+            report = import_image(store, args.source, args.repo, tag=args.tag, jobs=args.jobs,
+                                  progress=display, tmp_dir=args.tmp_dir)
+            store.sync()  # success is reported only once the import is durable
+    finally:
+        display.close()
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    rate = f", {_human(report.bytes_stored / report.seconds)}/s" if report.bytes_stored and report.seconds else ""
+    already = f" ({report.images_skipped} already present)" if report.images_skipped else ""
+    print(f"imported {_plural(report.images_imported, 'image')}{already} into {report.repository_name} from "
+          f"{report.source_format} {report.source}: {_plural(report.layers_stored, 'layer')} stored "
+          f"({_human(report.bytes_stored)}), {report.layers_skipped} skipped as already present "
+          f"({_human(report.bytes_skipped)}), {report.seconds:.2f} s{rate}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .transfer import export_image
+
+    fmt = args.format or "oci"
+    if fmt == "oci" and args.dest.endswith(".tar"):
+        fmt = "oci-archive"
+    display = _Display("export", quiet=args.quiet)
+    try:
+        with _open_store(args) as store:
+            report = export_image(store, args.reference, args.dest, format=fmt,
+                                  convert_to_oci=args.convert_to_oci, progress=display)
+    finally:
+        display.close()
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    print(f"exported {args.reference} ({report.image_digest}) to {report.destination} as {report.format}: "
+          f"{_plural(report.blobs_written, 'blob')} written ({_human(report.bytes_written)}), {report.seconds:.2f} s")
+    return EXIT_OK
+
+
+def _guarded(command):
+    """Run a command; turn every expected failure into a message and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .errors import EcrError
+        from .transfer import TransferError
+
+        try:
+            return command(args)
+        except TransferError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            return e.exit_code
+        except EcrError as e:
+            print(f"error: {e.code}: {e.message}", file=sys.stderr)
+        except OSError as e:
+            print(f"error: {e}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_FAILURE
+
+    run.__name__ = command.__name__
+    return run
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="PATH", default=DEFAULT_STORE,
+                        help=f"store directory (default: {DEFAULT_STORE})")
+    parser.add_argument("--registry-id", metavar="ID", type=_registry_id,
+                        help="the store's default registry id, 12 digits (default: 000000000000)")
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``import`` and ``export`` on an argparse subparsers object; each sets
+    ``func`` to a handler taking the parsed arguments and answering the exit code."""
+    p = subparsers.add_parser(
+        "import", help="import images from a docker save tarball, an OCI layout or an OCI archive",
+        description="Import every image of SOURCE into a repository: a docker save tarball (legacy or "
+                    "current layout), an OCI image layout directory or an OCI archive; tarballs may be "
+                    "gzip-, bzip2- or xz-compressed. Tags are the ones the source names (docker RepoTags, "
+                    "OCI ref.name annotations). Layers already in the repository are skipped; images "
+                    "already present are not an error. Every blob is checked against its digest, and no "
+                    "manifest is stored unless all its blobs are. The store is synced before success is "
+                    "reported.",
+        epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="docker save tarball, OCI layout directory or OCI archive")
+    p.add_argument("--repo", required=True, help="repository to import into")
+    p.add_argument("--tag", help="tag the (single) image with TAG instead of the tags the source names")
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="layers stored at once (default: number of CPUs)")
+    _store_arguments(p)
+    p.add_argument("--create-repo", action="store_true", help="create the repository if it does not exist")
+    p.add_argument("--tmp-dir", metavar="DIR",
+                   help="where a compressed SOURCE is decompressed (default: the system's temporary directory)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print the import report as JSON")
+    p.set_defaults(func=_guarded(cmd_import))
+
+    p = subparsers.add_parser(
+        "export", help="export an image as an OCI layout, an OCI archive or a docker-archive tarball",
+        description="Write the image REPO:TAG or REPO@sha256:<digest> (with every manifest an index "
+                    "references) to DEST: an OCI image layout directory (added to when it exists), an OCI "
+                    "archive when DEST ends in .tar, or a tarball docker load and skopeo read "
+                    "(--format docker-archive). Importing the result gives the same manifests and blobs "
+                    "(unless --convert-to-oci).",
+        epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.",
+    )
+    p.add_argument("reference", metavar="REPO:TAG|REPO@DIGEST", help="the image to export")
+    p.add_argument("dest", metavar="DEST", help="destination directory or .tar file")
+    p.add_argument("--format", choices=["oci", "oci-archive", "docker-archive"],
+                   help="oci (default: a directory, or an OCI archive when DEST ends in .tar), "
+                        "oci-archive, or docker-archive")
+    p.add_argument("--convert-to-oci", action="store_true",
+                   help="write Docker manifests with OCI media types (for skopeo and podman, which read only "
+                        "those from an OCI layout); the image gets a new digest")
+    _store_arguments(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="print the export report as JSON")
+    p.set_defaults(func=_guarded(cmd_export))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``import`` or ``export`` on their own (``python -m ecrstore.cli_transfer``)."""
+    parser = argparse.ArgumentParser(prog="ecrstore", description="Import and export container images.",
+                                     epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        help="log verbosity on stderr (default: info)")
+    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
