@@ -16,7 +16,8 @@ A first round warms up and is not counted.
 
 None of them fsyncs (``cp`` and skopeo do not); ``cp + sync`` and the import followed by
 ``store.sync()`` (what ``ecrstore import`` does) are reported as well. Throughput is in
-decimal MB/s of tarball bytes.
+decimal MB/s of tarball bytes; the table shows medians, and the ratios of each workload's
+fastest run follow it (on a shared machine those are the ones to trust).
 
 Run: ``python benchmarks/bench_import.py [--size-mib 2048] [--layers 20] [--repeat 3]``.
 """
@@ -189,6 +190,19 @@ def main() -> int:
          f"{ratios['import_sync_vs_cp_sync']:.2f} x cp + sync", ""),
     ]
     print_table(("workload", "throughput", "time", "ratio", "target"), rows)
+    # The machine may be shared: the fastest run of each workload shows what it costs
+    # undisturbed, and the ratios of those are the sober ones.
+    best = {k: min(v) for k, v in times.items()}
+    best_ratios = {
+        "import_vs_skopeo": best["skopeo"] / best["import"],
+        "import_vs_cp": best["cp"] / best["import"],
+        "reimport_speedup": best["import"] / best["reimport"],
+        "import_sync_vs_cp_sync": best["cp_sync"] / best["import_sync"],
+    }
+    print("fastest runs: " + ", ".join(f"{k} {size / v / MB:,.0f} MB/s" for k, v in best.items()))
+    print(f"ratios of the fastest runs: import {best_ratios['import_vs_skopeo']:.2f} x skopeo, "
+          f"{best_ratios['import_vs_cp']:.2f} x cp, {best_ratios['import_sync_vs_cp_sync']:.2f} x cp + sync; "
+          f"re-import {best_ratios['reimport_speedup']:,.0f} x faster\n")
     path = write_json("bench_import", {
         "machine": info,
         "settings": {"size_mib": args.size_mib, "layers": args.layers, "repeat": rep, "jobs": args.jobs,
@@ -197,6 +211,8 @@ def main() -> int:
         "median_seconds": med,
         "MBps": mbps,
         "ratios": ratios,
+        "fastest_seconds": best,
+        "ratios_of_fastest": best_ratios,
         "targets": TARGETS,
     })
     print(f"results written to {path}")
