@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_transfer import add_commands as add_transfer_commands
+
 __all__ = ["main", "build_parser"]
 
 DEFAULT_STORE = "./ecrstore-data"
@@ -532,11 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stats)
 
     p = commands.add_parser("demo", help="run the end-to-end demonstration",
-                            description="Run the demonstration: a server, boto3 pushes, dedupe and verify.")
+                            description="Push an image end to end into an embedded store: a layer in parts, its config, the manifest, the same layer into a second repository (stored once), read back and verify.")
     p.add_argument("--store", metavar="PATH", default=DEFAULT_DEMO_STORE,
                    help=f"store directory (default: {DEFAULT_DEMO_STORE})")
     p.add_argument("--file", metavar="FILE", help="push this file as a layer instead of generated data")
     p.set_defaults(func=cmd_demo)
+    add_transfer_commands(commands)
     return parser
 
 

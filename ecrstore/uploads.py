@@ -333,7 +333,13 @@ class Uploads:
             won = self._index.write(commit)
             # Only now, with the index committed, does the upload's own name go: until then a
             # crash leaves the upload whole (its record and its data file), free to complete again.
-            unlink_quiet(path)
+            if placed:
+                unlink_quiet(path)  # a name only: the bytes live on as the blob
+            else:
+                # A duplicate of stored content: freeing its extents takes time in proportion to
+                # its size, which the caller need not wait for (a crash leaves an orphan file,
+                # which purge reclaims).
+                self._pool().submit(unlink_quiet, path)
             if not won:
                 raise _already_exists(computed, repo)
             return Completed(computed, rec.received)

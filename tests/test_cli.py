@@ -15,7 +15,8 @@ from ecrstore import cli
 pytestmark = pytest.mark.timeout(120)
 
 COMMANDS = [[], ["serve"], ["init"], ["repo"], ["repo", "create"], ["repo", "ls"], ["repo", "rm"],
-            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["gc"], ["stats"], ["demo"]]
+            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["gc"], ["stats"], ["demo"],
+            ["import"], ["export"]]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
