@@ -40,27 +40,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MB, machine_info, parser, print_machine, print_table, write_json  # noqa: E402
+from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json  # noqa: E402
 
 from ecrstore import Store  # noqa: E402
 from ecrstore.transfer import import_image  # noqa: E402
 
 TARGETS = {"import_vs_skopeo": 2.0, "import_vs_cp": 0.7, "reimport_speedup": 10.0}
-
-
-def warm_memory(gib: float | None = None) -> None:
-    """Touch and free memory once (as bench_store does): on a virtual machine, memory the guest
-    has never used is slow to fault in the first time, and whichever workload first wrote to
-    it would pay for that. Every workload here fills the page cache with gigabytes of new
-    pages, so most of the available memory is touched (default: 70% of MemAvailable)."""
-    if gib is None:
-        available = 4 * 2**30
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-        gib = 0.7 * available / 2**30
-    np.ones(int(gib * 2**30), dtype=np.uint8)
 
 
 def make_tarball(path: Path, total: int, layers: int, seed: int = 1) -> int:

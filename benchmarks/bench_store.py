@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MB, machine_info, parser, print_machine, print_table, write_json  # noqa: E402
+from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json  # noqa: E402
 
 from ecrstore import Store  # noqa: E402
 from ecrstore.records import BlobRecord, LinkRecord  # noqa: E402
@@ -112,30 +112,31 @@ def main() -> int:
     info = machine_info()
     print_machine(info)
     root = Path(tempfile.mkdtemp(prefix="ecrstore-bench-", dir=args.dir))
-    warm_memory()
     src = Source(1)
     results: dict[str, float] = {}
     try:
-        # --- references -----------------------------------------------------------------
+        # --- 1 GiB layer in 10 MiB parts, round by round against its references -----------
+        # Each timed run starts right after memory of its footprint was touched (see
+        # warm_memory), and the references alternate with the store runs.
         t = statistics.median(_timed(lambda: hashlib.sha256(src.pool[: 64 * 2**20]).digest()) for _ in range(rep))
         results["hashlib_MBps"] = (64 * 2**20) / t / MB
-        results["raw_write_durable_MBps"] = total / statistics.median(
-            raw_write(root / "raw", src, total, True) for _ in range(rep)) / MB
-        results["raw_write_MBps"] = total / statistics.median(
-            raw_write(root / "raw", src, total, False) for _ in range(rep)) / MB
-
-        # --- 1 GiB layer in 10 MiB parts -------------------------------------------------
-        for durable in (True, False):
-            key = "durable" if durable else "nondurable"
-            times, completes = [], []
-            for r in range(rep):
+        runs: dict[str, list[float]] = {k: [] for k in ("raw_d", "raw", "durable", "nondurable", "c_d", "c_n")}
+        for r in range(rep):
+            for durable in (True, False):
+                key = "durable" if durable else "nondurable"
+                warm_memory(total + total // 2)
+                runs["raw_d" if durable else "raw"].append(raw_write(root / "raw", src, total, durable))
+                warm_memory(total + total // 2)
                 with fresh(root, f"big-{key}", durable=durable) as s:
                     tp, tc = push(s, "bench", src, total, seed_part=r * 1000)
-                    times.append(tp + tc)
-                    completes.append(tc)
+                runs[key].append(tp + tc)
+                runs["c_d" if durable else "c_n"].append(tc)
                 shutil.rmtree(root / f"big-{key}")
-            results[f"layer_1gib_{key}_MBps"] = total / statistics.median(times) / MB
-            results[f"complete_1gib_{key}_ms"] = statistics.median(completes) * 1e3
+        results["raw_write_durable_MBps"] = total / statistics.median(runs["raw_d"]) / MB
+        results["raw_write_MBps"] = total / statistics.median(runs["raw"]) / MB
+        for key, c in (("durable", "c_d"), ("nondurable", "c_n")):
+            results[f"layer_1gib_{key}_MBps"] = total / statistics.median(runs[key]) / MB
+            results[f"complete_1gib_{key}_ms"] = statistics.median(runs[c]) * 1e3
 
         # --- completion latency: 16 MiB vs 1 GiB (durable) --------------------------------
         small_completes = []
@@ -164,13 +165,20 @@ def main() -> int:
         results["small_layers_durable_per_s"] = args.small / t
 
         # --- two threads vs one (non-durable) --------------------------------------------
+        # Alternated round by round, each on a fresh store, so both see the same page cache.
         per_thread = total // 2
-        with fresh(root, "threads", durable=False) as s:
-            s.create_repository("other")
-            one = statistics.median(push(s, "bench", src, per_thread, seed_part=40_000 + r * 200)[0] for r in range(rep))
-            pair = [two_threads(s, src, per_thread, 60_000 + r * 400) for r in range(rep)]
-        shutil.rmtree(root / "threads")
-        results["one_thread_MBps"] = per_thread / one / MB
+        one, pair = [], []
+        for r in range(rep):
+            warm_memory(per_thread * 3)
+            with fresh(root, "t1", durable=False) as s:
+                one.append(push(s, "bench", src, per_thread, seed_part=40_000 + r * 200)[0])
+            shutil.rmtree(root / "t1")
+            warm_memory(per_thread * 3)
+            with fresh(root, "t2", durable=False) as s:
+                s.create_repository("other")
+                pair.append(two_threads(s, src, per_thread, 60_000 + r * 400))
+            shutil.rmtree(root / "t2")
+        results["one_thread_MBps"] = per_thread / statistics.median(one) / MB
         results["two_threads_MBps"] = 2 * per_thread / statistics.median(pair) / MB
 
         # --- batch check among 1M layers ---------------------------------------------------
@@ -208,13 +216,6 @@ def main() -> int:
                                                    "index_layers": args.index_layers, "repeat": rep}})
     print(f"results written to {path}")
     return 0
-
-
-def warm_memory(gib: int = 4) -> None:
-    """Touch and free a few GiB once. On a virtual machine, memory the guest has never used is
-    slow to fault in the first time (the host backs it lazily): without this, whichever
-    workload runs first pays for it and the references and ratios are skewed."""
-    np.ones(gib * 2**30, dtype=np.uint8)
 
 
 def two_threads(s: Store, src: Source, per_thread: int, seed_part: int) -> float:
