@@ -104,6 +104,9 @@ const char *ecr_sha256_active_kernel(void);
 const char *ecr_sha256_strerror(int code);
 
 /* Kernel entry points, for the dispatch in sha256.c. */
+/* The 64 round constants (FIPS 180-4, 4.2.2), shared by every kernel. */
+extern const uint32_t ecr_sha256_K[64];
+
 void ecr_sha256_blocks_portable(uint32_t h[8], const uint8_t *p, size_t nblocks);
 #if defined(__x86_64__) || defined(__i386__)
 #define ECR_SHA256_HAVE_X86 1

@@ -15,10 +15,8 @@ layer and manifest of the import is on stable storage.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -26,36 +24,11 @@ from typing import Any
 
 __all__ = ["add_commands", "main"]
 
-DEFAULT_STORE = "./ecrstore-data"
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _registry_id(text: str) -> str:
-    if not re.fullmatch(r"[0-9]{12}", text):
-        raise argparse.ArgumentTypeError(f"registry id must be 12 digits, got {text!r}")
-    return text
-
-
-def _human(n: float) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+from .cliutil import DEFAULT_STORE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from .cliutil import human_bytes as _human
+from .cliutil import positive_int as _positive_int
+from .cliutil import print_json as _print_json
+from .cliutil import registry_id_arg as _registry_id
 
 
 def _plural(n: int, word: str) -> str:
@@ -150,12 +123,6 @@ def _open_store(args: argparse.Namespace, **options: Any):
     if args.registry_id:
         options["registry_id"] = args.registry_id
     return Store(args.store, **options)
-
-
-def _print_json(value: Any) -> None:
-    from .models import to_wire
-
-    print(json.dumps(to_wire(value), indent=2, sort_keys=True))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
