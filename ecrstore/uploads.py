@@ -62,6 +62,8 @@ MAX_LAYER_BYTES = 52_000 * 2**20
 # proceed on two cores. With several parts in flight the cores are busy anyway, and each part is
 # written and hashed by its own thread (no hand-off, no oversubscription).
 _OVERLAP_BYTES = 1 << 20
+# Duplicate uploads at least this large are unlinked by a pool thread after the commit.
+_BACKGROUND_UNLINK_BYTES = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -333,12 +335,12 @@ class Uploads:
             won = self._index.write(commit)
             # Only now, with the index committed, does the upload's own name go: until then a
             # crash leaves the upload whole (its record and its data file), free to complete again.
-            if placed:
-                unlink_quiet(path)  # a name only: the bytes live on as the blob
+            if placed or rec.received < _BACKGROUND_UNLINK_BYTES:
+                unlink_quiet(path)  # placed: a name only, the bytes live on as the blob
             else:
-                # A duplicate of stored content: freeing its extents takes time in proportion to
-                # its size, which the caller need not wait for (a crash leaves an orphan file,
-                # which purge reclaims).
+                # A large duplicate of stored content: freeing its extents takes time in
+                # proportion to its size, which the caller need not wait for (a crash leaves
+                # an orphan file, which purge reclaims).
                 self._pool().submit(unlink_quiet, path)
             if not won:
                 raise _already_exists(computed, repo)
