@@ -24,11 +24,11 @@ from .cliutil import (
     DEFAULT_DEMO_STORE,
     DEFAULT_STORE,
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     CliError,
     human_bytes,
     parse_size,
+    run_reporting,
 )
 from .cliutil import seconds_arg as _seconds
 from .cliutil import non_negative_int as _non_negative_int
@@ -477,20 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .errors import EcrError
-
-    try:
-        return args.func(args)
-    except EcrError as e:
-        print(f"error: {e.code}: {e.message}", file=sys.stderr)
-    except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILURE
+    return run_reporting(lambda: args.func(args))
 
 
 if __name__ == "__main__":

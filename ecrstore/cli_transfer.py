@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = ["add_commands", "main"]
 
-from .cliutil import DEFAULT_STORE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from .cliutil import DEFAULT_STORE, EXIT_OK, run_reporting
 from .cliutil import human_bytes as _human
 from .cliutil import positive_int as _positive_int
 from .cliutil import print_json as _print_json
@@ -179,22 +179,16 @@ def _guarded(command):
     """Run a command; turn every expected failure into a message and an exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from .errors import EcrError
         from .transfer import TransferError
 
-        try:
-            return command(args)
-        except TransferError as e:
-            print(f"error: {e.message}", file=sys.stderr)
-            return e.exit_code
-        except EcrError as e:
-            print(f"error: {e.code}: {e.message}", file=sys.stderr)
-        except OSError as e:
-            print(f"error: {e}", file=sys.stderr)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        return EXIT_FAILURE
+        def call() -> int:
+            try:
+                return command(args)
+            except TransferError as e:
+                print(f"error: {e.message}", file=sys.stderr)
+                return e.exit_code
+
+        return run_reporting(call)
 
     run.__name__ = command.__name__
     return run

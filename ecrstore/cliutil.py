@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_STORE = "./ecrstore-data"
@@ -89,3 +90,23 @@ def print_json(value: Any) -> None:
     from .models import to_wire
 
     print(json.dumps(to_wire(value), indent=2, sort_keys=True, default=str))
+
+
+def run_reporting(call: Callable[[], int]) -> int:
+    """Run a command; turn every expected failure into a message on stderr and an exit code
+    (``error: <Code>: <message>`` for ECR errors, 130 when interrupted, 1 otherwise)."""
+    import sys
+
+    from .errors import EcrError
+
+    try:
+        return call()
+    except EcrError as e:
+        print(f"error: {e.code}: {e.message}", file=sys.stderr)
+    except (CliError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE
+

@@ -124,11 +124,6 @@ class Txn:
                 return
             yield RepoRecord.decode(v)
 
-    def iter_all_repos(self) -> Iterator[RepoRecord]:
-        for _, v in self._t.cursor(db=self._db["repos"]):
-            yield RepoRecord.decode(v)
-
-    # uploads
     def get_upload(self, uid: bytes) -> UploadRecord | None:
         raw = self._t.get(uid, db=self._db["uploads"])
         return None if raw is None else UploadRecord.decode(raw)
@@ -164,10 +159,6 @@ class Txn:
         prefix = _RID.pack(repo_id)
         return [k[8:] for k in _prefix_keys(self._t.cursor(db=self._db["repo_uploads"]), prefix)]
 
-    def count_uploads(self) -> int:
-        return self._t.stat(self._db["uploads"])["entries"]
-
-    # blobs
     def get_blob(self, dg: bytes) -> BlobRecord | None:
         raw = self._t.get(dg, db=self._db["blobs"])
         return None if raw is None else BlobRecord.decode(raw)

@@ -40,23 +40,21 @@ from .layout import Layout
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
+    BatchDeleteImageResult,
+    BatchGetImageResult,
     CompleteLayerUploadResult,
+    DescribeImagesResult,
     DescribeRepositoriesResult,
     EncryptionConfiguration,
+    GetDownloadUrlForLayerResult,
     ImageScanningConfiguration,
     InitiateLayerUploadResult,
     Layer,
     LayerFailure,
-    Repository,
-    UploadLayerPartResult,
-)
-from .models import (
-    BatchDeleteImageResult,
-    BatchGetImageResult,
-    DescribeImagesResult,
-    GetDownloadUrlForLayerResult,
     ListImagesResult,
     PutImageResult,
+    Repository,
+    UploadLayerPartResult,
 )
 from .reader import LayerReader
 from .records import RepoRecord

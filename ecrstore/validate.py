@@ -97,8 +97,3 @@ def max_results(value: Any, member: str = "maxResults") -> int | None:
     if not 1 <= value <= 1000:
         raise invalid_parameter(member, "Member must have value between 1 and 1000")
     return value
-
-
-def check(cond: bool, member: str, reason: str) -> None:
-    if not cond:
-        raise invalid_parameter(member, reason)
