@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, parser, print_machine, print_table, write_json  # noqa: E402
 
-from ecrstore import Store  # noqa: E402
+from ecrstore import ImageIdentifier, Store  # noqa: E402
 from ecrstore.manifest import DOCKER_MANIFEST  # noqa: E402
 from ecrstore.records import BlobRecord, LinkRecord  # noqa: E402
 
@@ -93,7 +93,7 @@ def main() -> int:
             for i, text in enumerate(texts):
                 store.put_image("bench", text, image_tag=f"v{i}")
             results["put_image_per_s"] = len(texts) / (time.perf_counter() - t0)
-            ids = [[{"imageTag": f"v{i}"}] for i in np.random.default_rng(1).integers(0, len(texts), 2000)]
+            ids = [[ImageIdentifier(image_tag=f"v{i}")] for i in np.random.default_rng(1).integers(0, len(texts), 2000)]
             lat = []
             for image_id in ids:
                 t0 = time.perf_counter()

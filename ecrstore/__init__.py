@@ -1,7 +1,8 @@
 """ecrstore: a content-addressed storage engine for container image layers with ECR's semantics.
 
 The public API: :class:`Store` (ECR's repository, layer and image operations on a local
-directory), the native :class:`Sha256` with exportable midstate, :func:`hash_file`, the
+directory) with its typed inputs (:class:`Tag`, :class:`ImageIdentifier`, the filters and
+settings), the native :class:`Sha256` with exportable midstate, :func:`hash_file`, the
 :class:`Digest` type and the :mod:`ecrstore.errors` exception hierarchy.
 """
 
@@ -10,13 +11,29 @@ from ._sha256 import Sha256, sha256_kernel, sha256_kernels
 from .digest import Digest, parse_digest
 from .errors import EcrError
 from .hashing import hash_file
+from .models import (
+    DescribeImagesFilter,
+    EncryptionConfiguration,
+    ExclusionFilter,
+    ImageIdentifier,
+    ImageScanningConfiguration,
+    ListImagesFilter,
+    Tag,
+)
 from .store import Store
 from .uploads import FileRange
 
 __all__ = [
+    "DescribeImagesFilter",
     "Digest",
     "EcrError",
+    "EncryptionConfiguration",
+    "ExclusionFilter",
     "FileRange",
+    "ImageIdentifier",
+    "ImageScanningConfiguration",
+    "ListImagesFilter",
+    "Tag",
     "Sha256",
     "Store",
     "errors",

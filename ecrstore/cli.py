@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .cli_transfer import add_commands as add_transfer_commands
+from .models import EncryptionConfiguration, Tag
 from .cliutil import (
     DEFAULT_DEMO_STORE,
     DEFAULT_STORE,
@@ -92,10 +93,10 @@ def cmd_repo_create(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CliError(f"--tag wants KEY=VALUE, got {item!r}")
-        tags.append({"Key": key, "Value": value})
+        tags.append(Tag(key, value))
     encryption = None
     if args.kms_key:
-        encryption = {"encryptionType": "KMS", "kmsKey": args.kms_key}
+        encryption = EncryptionConfiguration("KMS", args.kms_key)
     with _open_store(args) as store:
         repo = store.create_repository(
             args.name,

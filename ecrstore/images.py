@@ -35,12 +35,14 @@ from .manifest import ParsedManifest, parse_manifest
 from .models import (
     BatchDeleteImageResult,
     BatchGetImageResult,
+    DescribeImagesFilter,
     DescribeImagesResult,
     GetDownloadUrlForLayerResult,
     Image,
     ImageDetail,
     ImageFailure,
     ImageIdentifier,
+    ListImagesFilter,
     ListImagesResult,
     PutImageResult,
 )
@@ -384,28 +386,23 @@ def _image_ids(image_ids: Any) -> list[ImageIdentifier]:
         raise invalid_parameter("imageIds", "Member must be a list")
     if not 1 <= len(image_ids) <= 100:
         raise invalid_parameter("imageIds", "Member must have length between 1 and 100")
-    out = []
     for item in image_ids:
-        if isinstance(item, ImageIdentifier):
-            out.append(item)
-        elif isinstance(item, dict) and set(item) <= {"imageDigest", "imageTag"}:
-            dg, tag = item.get("imageDigest"), item.get("imageTag")
-            if dg is not None and not isinstance(dg, str) or tag is not None and not isinstance(tag, str):
-                raise invalid_parameter("imageIds", "imageDigest and imageTag must be strings")
-            out.append(ImageIdentifier(dg, tag))
-        else:
-            raise invalid_parameter("imageIds", "Member must be a list of {imageDigest, imageTag}")
-    return out
+        if not isinstance(item, ImageIdentifier):
+            raise invalid_parameter("imageIds", "Member must be a list of ImageIdentifier")
+        if any(x is not None and not isinstance(x, str) for x in (item.image_digest, item.image_tag)):
+            raise invalid_parameter("imageIds", "imageDigest and imageTag must be strings")
+    return list(image_ids)
 
 
 def _filter(value: Any) -> tuple[str, str]:
     if value is None:
         return "ANY", "ANY"
-    if not isinstance(value, dict) or not set(value) <= {"tagStatus", "imageStatus"}:
-        raise invalid_parameter("filter", "Member must be a structure of tagStatus and imageStatus")
-    tag_status = v.enum(value.get("tagStatus", "ANY"), "filter.tagStatus", _TAG_STATUS)
-    image_status = v.enum(value.get("imageStatus", "ANY"), "filter.imageStatus", _IMAGE_STATUS)
-    return tag_status, image_status
+    if isinstance(value, ListImagesFilter):
+        return v.enum(value.tag_status, "filter.tagStatus", _TAG_STATUS), "ANY"
+    if isinstance(value, DescribeImagesFilter):
+        return (v.enum(value.tag_status, "filter.tagStatus", _TAG_STATUS),
+                v.enum(value.image_status, "filter.imageStatus", _IMAGE_STATUS))
+    raise invalid_parameter("filter", "Member must be a ListImagesFilter or DescribeImagesFilter")
 
 
 def _encode_token(repo: RepoRecord, kind: str, digest_hex: str, tag: str | None) -> str:

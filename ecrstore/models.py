@@ -1,7 +1,11 @@
-"""Public results: frozen dataclasses whose snake_case fields are named after ECR's members.
+"""The engine's values: typed inputs and results, frozen dataclasses whose snake_case fields
+are named after ECR's members.
 
-:func:`to_wire` turns any of them into ECR's JSON shape (camelCase members, ``None`` left out),
-so a front end never spells a field twice.
+Inputs (:class:`Tag`, :class:`ExclusionFilter`, :class:`EncryptionConfiguration`,
+:class:`ImageScanningConfiguration`, :class:`ImageIdentifier`, :class:`ListImagesFilter`,
+:class:`DescribeImagesFilter`) are what :class:`ecrstore.Store` takes; results are what it
+answers. Nothing here knows a wire format: the JSON front end maps these to ECR's camelCase
+shapes (``ecrstore.server.awsjson.codec``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ __all__ = [
     "EncryptionConfiguration",
     "ImageScanningConfiguration",
     "Tag",
+    "ExclusionFilter",
+    "ListImagesFilter",
+    "DescribeImagesFilter",
+    "UploadInfo",
     "Repository",
     "DescribeRepositoriesResult",
     "InitiateLayerUploadResult",
@@ -32,7 +40,6 @@ __all__ = [
     "ImageDetail",
     "DescribeImagesResult",
     "GetDownloadUrlForLayerResult",
-    "to_wire",
 ]
 
 
@@ -49,8 +56,33 @@ class ImageScanningConfiguration:
 
 @dataclass(frozen=True, slots=True)
 class Tag:
+    """A repository's resource tag (ECR's ``{Key, Value}``)."""
+
     key: str
     value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExclusionFilter:
+    """A tag pattern excepted from the repository's tag mutability (``*`` wildcards)."""
+
+    filter: str
+    filter_type: str = "WILDCARD"
+
+
+@dataclass(frozen=True, slots=True)
+class ListImagesFilter:
+    """ListImages' filter: ``TAGGED``, ``UNTAGGED`` or ``ANY``."""
+
+    tag_status: str = "ANY"
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeImagesFilter:
+    """DescribeImages' filter: a tag status and an image status (``ACTIVE`` … ``ANY``)."""
+
+    tag_status: str = "ANY"
+    image_status: str = "ANY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,26 +216,15 @@ class GetDownloadUrlForLayerResult:
     layer_digest: str
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """An upload in progress (``Store.list_uploads``): bytes acknowledged so far, parts, and
+    when it was started and last written (epoch seconds)."""
 
-
-_CAMEL: dict[str, str] = {}
-
-
-def to_wire(value: Any) -> Any:
-    """ECR's JSON shape of a result: camelCase members, ``None`` members omitted."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if v is not None:
-                key = _CAMEL.get(f.name) or _CAMEL.setdefault(f.name, _camel(f.name))
-                out[key] = to_wire(v)
-        return out
-    if isinstance(value, (tuple, list)):
-        return [to_wire(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
-    return value
+    upload_id: str
+    registry_id: str
+    repository_name: str
+    received: int
+    parts: int
+    created_at: float
+    updated_at: float

@@ -45,15 +45,20 @@ from .models import (
     CompleteLayerUploadResult,
     DescribeImagesResult,
     DescribeRepositoriesResult,
+    DescribeImagesFilter,
     EncryptionConfiguration,
+    ExclusionFilter,
     GetDownloadUrlForLayerResult,
+    ImageIdentifier,
     ImageScanningConfiguration,
     InitiateLayerUploadResult,
     Layer,
     LayerFailure,
+    ListImagesFilter,
     ListImagesResult,
     PutImageResult,
     Repository,
+    Tag,
     UploadLayerPartResult,
 )
 from .reader import LayerReader
@@ -177,10 +182,10 @@ class Store:
         *,
         registry_id: str | None = None,
         image_tag_mutability: str = "MUTABLE",
-        image_tag_mutability_exclusion_filters: Sequence[dict[str, str]] | None = None,
-        image_scanning_configuration: dict[str, Any] | ImageScanningConfiguration | None = None,
-        encryption_configuration: dict[str, Any] | EncryptionConfiguration | None = None,
-        tags: Sequence[dict[str, str]] | None = None,
+        image_tag_mutability_exclusion_filters: Sequence[ExclusionFilter] | None = None,
+        image_scanning_configuration: ImageScanningConfiguration | None = None,
+        encryption_configuration: EncryptionConfiguration | None = None,
+        tags: Sequence[Tag] | None = None,
     ) -> Repository:
         """CreateRepository. Errors: InvalidParameter, InvalidTagParameter, TooManyTags,
         RepositoryAlreadyExists. Durable on return (durable mode)."""
@@ -447,36 +452,36 @@ class Store:
         return self._images.put_image(registry_id, repository_name, image_manifest,
                                       image_manifest_media_type, image_tag, image_digest)
 
-    def batch_get_image(self, repository_name: str, image_ids: Sequence[Any], *,
+    def batch_get_image(self, repository_name: str, image_ids: Sequence[ImageIdentifier], *,
                         accepted_media_types: Sequence[str] | None = None,
                         registry_id: str | None = None) -> BatchGetImageResult:
         """BatchGetImage: manifests by digest and/or tag; missing or mismatched ids are
         per-item failures. Request errors: RepositoryNotFound, InvalidParameter."""
         return self._images.batch_get_image(registry_id, repository_name, image_ids, accepted_media_types)
 
-    def batch_delete_image(self, repository_name: str, image_ids: Sequence[Any], *,
+    def batch_delete_image(self, repository_name: str, image_ids: Sequence[ImageIdentifier], *,
                            registry_id: str | None = None) -> BatchDeleteImageResult:
         """BatchDeleteImage: by tag removes the tag (and the image with its last tag); by digest
         removes the image and all its tags; an image a manifest list references is a failure
         (ImageReferencedByManifestList). Layers stay linked until :meth:`gc`."""
         return self._images.batch_delete_image(registry_id, repository_name, image_ids)
 
-    def list_images(self, repository_name: str, *, filter: dict[str, str] | None = None,
+    def list_images(self, repository_name: str, *, filter: ListImagesFilter | None = None,
                     max_results: int | None = None, next_token: str | None = None,
                     registry_id: str | None = None) -> ListImagesResult:
         """ListImages: one id per (digest, tag), one digest-only id per untagged image, in
         digest order; ``next_token`` pages stay correct while images are pushed."""
         return self._images.list_images(registry_id, repository_name, filter, max_results, next_token)
 
-    def describe_images(self, repository_name: str, *, image_ids: Sequence[Any] | None = None,
-                        filter: dict[str, str] | None = None, max_results: int | None = None,
+    def describe_images(self, repository_name: str, *, image_ids: Sequence[ImageIdentifier] | None = None,
+                        filter: DescribeImagesFilter | None = None, max_results: int | None = None,
                         next_token: str | None = None, registry_id: str | None = None) -> DescribeImagesResult:
         """DescribeImages: details of the named images (a missing one raises
         ImageNotFoundException) or a page of all of them."""
         return self._images.describe_images(registry_id, repository_name, image_ids, filter, max_results, next_token)
 
     def get_download_url_for_layer(self, repository_name: str, layer_digest: str, *,
-                                   registry_id: str | None = None, base_url: str = "http://127.0.0.1:5000",
+                                   base_url: str, registry_id: str | None = None,
                                    expires_in: float = 3600.0) -> GetDownloadUrlForLayerResult:
         """GetDownloadUrlForLayer: a URL under ``base_url`` (where ``ecrstore serve`` listens),
         signed with the store's key and valid for ``expires_in`` seconds. Errors:
@@ -560,64 +565,59 @@ class Store:
 # --- argument shapes ---------------------------------------------------------------------------
 
 
-def _tags(tags: Sequence[Any] | None) -> list[dict[str, str]]:
+def _tags(tags: Sequence[Tag] | None) -> list[dict[str, str]]:
     if tags is None:
         return []
     if isinstance(tags, (str, bytes)) or not isinstance(tags, Sequence):
-        raise InvalidTagParameterException("tags must be a list of {Key, Value}")
+        raise InvalidTagParameterException("tags must be a list of Tag")
     if len(tags) > _MAX_REPO_TAGS:
         raise TooManyTagsException(f"A repository may have at most {_MAX_REPO_TAGS} tags")
     out = []
     for tag in tags:
-        key, value = (tag.get("Key"), tag.get("Value")) if isinstance(tag, dict) else (
-            getattr(tag, "key", None), getattr(tag, "value", None))
-        if not isinstance(key, str) or not 1 <= len(key) <= 128:
+        if not isinstance(tag, Tag):
+            raise InvalidTagParameterException("tags must be a list of Tag")
+        if not isinstance(tag.key, str) or not 1 <= len(tag.key) <= 128:
             raise InvalidTagParameterException("Tag keys must be strings of 1 to 128 characters")
-        if not isinstance(value, str) or len(value) > 256:
+        if not isinstance(tag.value, str) or len(tag.value) > 256:
             raise InvalidTagParameterException("Tag values must be strings of at most 256 characters")
-        out.append({"Key": key, "Value": value})
+        out.append({"Key": tag.key, "Value": tag.value})
     return out
 
 
-def _encryption(conf: Any) -> EncryptionConfiguration:
+def _encryption(conf: EncryptionConfiguration | None) -> EncryptionConfiguration:
     if conf is None:
         return EncryptionConfiguration()
-    if isinstance(conf, EncryptionConfiguration):
-        etype, key = conf.encryption_type, conf.kms_key
-    elif isinstance(conf, dict):
-        etype, key = conf.get("encryptionType"), conf.get("kmsKey")
-    else:
-        raise invalid_parameter("encryptionConfiguration", "Member must be a structure")
+    if not isinstance(conf, EncryptionConfiguration):
+        raise invalid_parameter("encryptionConfiguration", "Member must be an EncryptionConfiguration")
+    etype, key = conf.encryption_type, conf.kms_key
     v.enum(etype, "encryptionConfiguration.encryptionType", v.ENCRYPTION_TYPES)
     if key is not None:
         v.string(key, "encryptionConfiguration.kmsKey", min_len=1, max_len=2048)
         if etype == "AES256":
             raise InvalidParameterException("A KMS key can only be given with the KMS or KMS_DSSE encryption type")
-    return EncryptionConfiguration(etype, key)
+    return conf
 
 
-def _scanning(conf: Any) -> ImageScanningConfiguration:
+def _scanning(conf: ImageScanningConfiguration | None) -> ImageScanningConfiguration:
     if conf is None:
         return ImageScanningConfiguration()
-    if isinstance(conf, ImageScanningConfiguration):
+    if isinstance(conf, ImageScanningConfiguration) and isinstance(conf.scan_on_push, bool):
         return conf
-    if isinstance(conf, dict) and isinstance(conf.get("scanOnPush", False), bool):
-        return ImageScanningConfiguration(conf.get("scanOnPush", False))
     raise invalid_parameter("imageScanningConfiguration", "Member must be a structure with a boolean scanOnPush")
 
 
-def _exclusion_filters(filters: Sequence[dict[str, str]] | None, mutability: str) -> list[dict[str, str]]:
+def _exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str) -> list[dict[str, str]]:
     if filters is None:
-        filters = []
+        filters = ()
     if isinstance(filters, (str, bytes)) or not isinstance(filters, Sequence) or len(filters) > 5:
         raise invalid_parameter("imageTagMutabilityExclusionFilters", "Member must be a list of at most 5 filters")
     if filters and not mutability.endswith("_WITH_EXCLUSION"):
         raise InvalidParameterException("Exclusion filters need a *_WITH_EXCLUSION tag mutability")
     out = []
     for f in filters:
-        if not isinstance(f, dict) or f.get("filterType") != "WILDCARD":
+        if not isinstance(f, ExclusionFilter) or f.filter_type != "WILDCARD":
             raise invalid_parameter("imageTagMutabilityExclusionFilters.filterType", "Member must satisfy enum value set: [WILDCARD]")
-        pattern = f.get("filter")
+        pattern = f.filter
         v.string(pattern, "imageTagMutabilityExclusionFilters.filter", min_len=1, max_len=128)
         if not all(c.isalnum() or c in "._*-" for c in pattern):
             raise invalid_parameter("imageTagMutabilityExclusionFilters.filter",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrstore import ImageIdentifier
 from ecrstore.transfer import export_image, import_image
 
 from transfer_util import (
@@ -48,7 +49,7 @@ def exported(tmp_path_factory):
         import_image(store, docker_save_legacy(work / "legacy.tar", [(legacy, ["app:v1"])]), "team/app")
         oci_layout(work / "src", [(gz, "v2")], indexes=[([amd, arm], "multi")])
         import_image(store, work / "src", "team/app")
-        digests = {t: store.batch_get_image("team/app", [{"imageTag": t}]).images[0].image_id.image_digest
+        digests = {t: store.batch_get_image("team/app", [ImageIdentifier(image_tag=t)]).images[0].image_id.image_digest
                    for t in ("v1", "v2", "multi")}
         for tag in ("v2", "multi"):
             export_image(store, f"team/app:{tag}", work / "layout")

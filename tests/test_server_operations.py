@@ -48,15 +48,15 @@ def test_members_map_to_snake_case_kwargs():
                       "part_first_byte": 0, "part_last_byte": 2, "layer_part_blob": b"abc"}
 
 
-def test_nested_members_stay_wire_shaped():
+def test_nested_members_become_engine_types():
     kwargs = OPERATIONS["CreateRepository"].bind({
         "repositoryName": "r1", "tags": [{"Key": "team", "Value": "x"}],
         "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "arn:k"},
         "imageScanningConfiguration": {"scanOnPush": True}, "unknownMember": 1,
     })
-    assert kwargs == {"repository_name": "r1", "tags": [{"Key": "team", "Value": "x"}],
-                      "encryption_configuration": {"encryptionType": "KMS", "kmsKey": "arn:k"},
-                      "image_scanning_configuration": {"scanOnPush": True}}
+    assert kwargs == {"repository_name": "r1", "tags": [models.Tag("team", "x")],
+                      "encryption_configuration": models.EncryptionConfiguration("KMS", "arn:k"),
+                      "image_scanning_configuration": models.ImageScanningConfiguration(True)}
 
 
 def test_null_members_count_as_absent():

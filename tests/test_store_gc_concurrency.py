@@ -19,7 +19,7 @@ import time
 
 from storeutil import SMALL, open_store
 
-from ecrstore import Store, errors
+from ecrstore import ImageIdentifier, Store, errors
 from ecrstore.manifest import DOCKER_MANIFEST
 
 DURATION = 6.0
@@ -77,7 +77,7 @@ def _pusher(store: Store, seed: int, stop_at: float, stats: dict, failures: list
                 except errors.ImageAlreadyExistsException:
                     break
             if rng.random() < 0.4 and f"p{seed}-{n}" in stats["tags"]:
-                res = store.batch_delete_image("app", [{"imageTag": f"p{seed}-{n}"}])
+                res = store.batch_delete_image("app", [ImageIdentifier(image_tag=f"p{seed}-{n}")])
                 assert not res.failures, res.failures
                 stats["tags"].discard(f"p{seed}-{n}")
             if rng.random() < 0.3:
@@ -120,7 +120,7 @@ def test_gc_races_pushers_without_losing_referenced_content(tmp_path):
     listed = store.describe_images("app", max_results=1000).image_details
     assert {t for d in listed for t in d.image_tags or ()} == stats["tags"]
     for detail in listed:
-        (img,) = store.batch_get_image("app", [{"imageDigest": detail.image_digest}]).images
+        (img,) = store.batch_get_image("app", [ImageIdentifier(detail.image_digest)]).images
         doc = json.loads(img.image_manifest)
         for desc in [doc["config"], *doc["layers"]]:
             with store.open_layer("app", desc["digest"]) as rd:
@@ -136,6 +136,6 @@ def test_gc_races_pushers_without_losing_referenced_content(tmp_path):
 
 
 def _refs(store: Store, digest: str) -> list[str]:
-    (img,) = store.batch_get_image("app", [{"imageDigest": digest}]).images
+    (img,) = store.batch_get_image("app", [ImageIdentifier(digest)]).images
     doc = json.loads(img.image_manifest)
     return [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]

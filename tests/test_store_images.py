@@ -11,8 +11,10 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from storeutil import digest_of, open_store, push
 
-from ecrstore import errors
+from ecrstore import DescribeImagesFilter, ExclusionFilter, ImageIdentifier, ListImagesFilter, errors
 from ecrstore.manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
+BASE = "http://127.0.0.1:9"
 
 LAYER_GZ = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -53,7 +55,7 @@ def test_put_and_get_image_byte_for_byte(store, media):
     res = store.put_image("app", text, image_tag="v1")
     assert res.image.image_id.image_digest == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     assert res.image.image_manifest == text and res.image.image_manifest_media_type == media
-    got = store.batch_get_image("app", [{"imageTag": "v1"}, {"imageDigest": res.image.image_id.image_digest}])
+    got = store.batch_get_image("app", [ImageIdentifier(image_tag="v1"), ImageIdentifier(res.image.image_id.image_digest)])
     assert [i.image_manifest for i in got.images] == [text, text] and got.failures == ()
     # layers now carry the media type the manifest references them with
     check = store.batch_check_layer_availability("app", layers)
@@ -106,7 +108,7 @@ def test_tags_move_in_mutable_and_stay_in_immutable(store):
     two, _, _ = image(store, seed=2)
     store.put_image("app", one, image_tag="latest")
     store.put_image("app", two, image_tag="latest")  # moves
-    got = store.batch_get_image("app", [{"imageTag": "latest"}]).images[0]
+    got = store.batch_get_image("app", [ImageIdentifier(image_tag="latest")]).images[0]
     assert got.image_manifest == two
     store.create_repository("locked", image_tag_mutability="IMMUTABLE")
     one_l, _, _ = image(store, "locked", seed=1)
@@ -125,7 +127,7 @@ def test_tags_move_in_mutable_and_stay_in_immutable(store):
 def test_exclusion_filters(store, mode, mutable_tag, immutable_tag):
     pattern = "dev-*" if mode == "IMMUTABLE_WITH_EXCLUSION" else "release-*"
     store.create_repository("ex", image_tag_mutability=mode,
-                            image_tag_mutability_exclusion_filters=[{"filterType": "WILDCARD", "filter": pattern}])
+                            image_tag_mutability_exclusion_filters=[ExclusionFilter(pattern)])
     a, _, _ = image(store, "ex", seed=1)
     b, _, _ = image(store, "ex", seed=2)
     for tag in (mutable_tag, immutable_tag):
@@ -144,26 +146,26 @@ def test_manifest_lists_and_indexes(store, media):
     store.put_image("app", b)
     idx = index_of([a, b], media)
     store.put_image("app", idx, image_tag="multi")
-    detail = store.describe_images("app", image_ids=[{"imageTag": "multi"}]).image_details[0]
+    detail = store.describe_images("app", image_ids=[ImageIdentifier(image_tag="multi")]).image_details[0]
     assert detail.image_size_in_bytes == max(size_a, size_b)
-    res = store.batch_delete_image("app", [{"imageDigest": digest_of(a.encode())}])
+    res = store.batch_delete_image("app", [ImageIdentifier(digest_of(a.encode()))])
     assert [f.failure_code for f in res.failures] == ["ImageReferencedByManifestList"]
-    store.batch_delete_image("app", [{"imageTag": "multi"}])
-    assert store.batch_delete_image("app", [{"imageDigest": digest_of(a.encode())}]).failures == ()
+    store.batch_delete_image("app", [ImageIdentifier(image_tag="multi")])
+    assert store.batch_delete_image("app", [ImageIdentifier(digest_of(a.encode()))]).failures == ()
 
 
 def test_batch_get_failures_are_data(store):
     text, _, _ = image(store)
     d = store.put_image("app", text, image_tag="v1").image.image_id.image_digest
     res = store.batch_get_image("app", [
-        {}, {"imageDigest": "nope"}, {"imageTag": "missing"}, {"imageTag": "v1", "imageDigest": "sha256:" + "1" * 64},
-        {"imageDigest": d}], accepted_media_types=[DOCKER_MANIFEST])
+        ImageIdentifier(), ImageIdentifier("nope"), ImageIdentifier(image_tag="missing"), ImageIdentifier("sha256:" + "1" * 64, "v1"),
+        ImageIdentifier(d)], accepted_media_types=[DOCKER_MANIFEST])
     assert [f.failure_code for f in res.failures] == [
         "MissingDigestAndTag", "InvalidImageDigest", "ImageNotFound", "ImageTagDoesNotMatchDigest"]
     assert len(res.images) == 1
-    assert store.batch_get_image("app", [{"imageDigest": d}], accepted_media_types=[OCI_MANIFEST]).images == ()
+    assert store.batch_get_image("app", [ImageIdentifier(d)], accepted_media_types=[OCI_MANIFEST]).images == ()
     with pytest.raises(errors.RepositoryNotFoundException):
-        store.batch_get_image("nope", [{"imageDigest": d}])
+        store.batch_get_image("nope", [ImageIdentifier(d)])
     with pytest.raises(errors.InvalidParameterException):
         store.batch_get_image("app", [])
 
@@ -172,18 +174,18 @@ def test_batch_delete_by_tag_and_digest(store):
     text, _, _ = image(store)
     d = store.put_image("app", text, image_tag="a").image.image_id.image_digest
     store.put_image("app", text, image_tag="b")
-    res = store.batch_delete_image("app", [{"imageTag": "a"}])
+    res = store.batch_delete_image("app", [ImageIdentifier(image_tag="a")])
     assert [(i.image_digest, i.image_tag) for i in res.image_ids] == [(d, "a")]
     assert store.describe_images("app").image_details[0].image_tags == ("b",)
-    res = store.batch_delete_image("app", [{"imageTag": "b"}])  # the last tag: the image goes
+    res = store.batch_delete_image("app", [ImageIdentifier(image_tag="b")])  # the last tag: the image goes
     assert store.describe_images("app").image_details == ()
     store.put_image("app", text, image_tag="c")
     store.put_image("app", text, image_tag="d")
-    res = store.batch_delete_image("app", [{"imageDigest": d}, {"imageDigest": d}])
+    res = store.batch_delete_image("app", [ImageIdentifier(d), ImageIdentifier(d)])
     assert sorted(i.image_tag for i in res.image_ids) == ["c", "d"]
     assert [f.failure_code for f in res.failures] == ["ImageNotFound"]
     with pytest.raises(errors.ImageNotFoundException):
-        store.describe_images("app", image_ids=[{"imageDigest": d}])
+        store.describe_images("app", image_ids=[ImageIdentifier(d)])
 
 
 def test_list_and_describe_pagination_and_filters(store):
@@ -203,12 +205,12 @@ def test_list_and_describe_pagination_and_filters(store):
     ids = walk(store.list_images, "image_ids")
     assert len(ids) == 8  # 4 tagged images (one with 2 tags) + 3 untagged
     assert len({(i.image_digest, i.image_tag) for i in ids}) == 8
-    assert len(walk(store.list_images, "image_ids", filter={"tagStatus": "UNTAGGED"})) == 3
-    assert len(walk(store.describe_images, "image_details", filter={"tagStatus": "TAGGED"})) == 4
+    assert len(walk(store.list_images, "image_ids", filter=ListImagesFilter("UNTAGGED"))) == 3
+    assert len(walk(store.describe_images, "image_details", filter=DescribeImagesFilter("TAGGED"))) == 4
     with pytest.raises(errors.InvalidParameterException):
         store.list_images("app", next_token="garbage")
     with pytest.raises(errors.InvalidParameterException):
-        store.list_images("app", filter={"tagStatus": "SOME"})
+        store.list_images("app", filter=ListImagesFilter("SOME"))
 
 
 def test_listing_is_stable_while_images_are_pushed(store):
@@ -233,12 +235,12 @@ def test_download_url_signed_and_checked(store):
     text, layers, _ = image(store)
     orphan = push(store, "app", b"not referenced by any image")
     with pytest.raises(errors.LayerInaccessibleException):
-        store.get_download_url_for_layer("app", layers[0])
+        store.get_download_url_for_layer("app", layers[0], base_url=BASE)
     store.put_image("app", text)
     with pytest.raises(errors.LayerInaccessibleException):
-        store.get_download_url_for_layer("app", orphan)
+        store.get_download_url_for_layer("app", orphan, base_url=BASE)
     with pytest.raises(errors.LayersNotFoundException):
-        store.get_download_url_for_layer("app", "sha256:" + "2" * 64)
+        store.get_download_url_for_layer("app", "sha256:" + "2" * 64, base_url=BASE)
     url = store.get_download_url_for_layer("app", layers[0], base_url="http://127.0.0.1:9", expires_in=60).download_url
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
@@ -250,7 +252,7 @@ def test_download_url_signed_and_checked(store):
             store.open_download("GET", parts.path, tampered)
     with pytest.raises(errors.AccessDeniedException):
         store.open_download("GET", parts.path.replace(layers[0][7:], layers[1][7:]), query)
-    expired = store.get_download_url_for_layer("app", layers[0], expires_in=-1).download_url
+    expired = store.get_download_url_for_layer("app", layers[0], base_url=BASE, expires_in=-1).download_url
     with pytest.raises(errors.AccessDeniedException):
         store.open_download("GET", urlsplit(expired).path, dict(parse_qsl(urlsplit(expired).query)))
 
@@ -277,7 +279,7 @@ def test_gc_unlinks_unreferenced_layers_and_deletes_blobs(store):
     assert (report.layers_unlinked, report.blobs_deleted) == (1, 1)
     assert store.batch_check_layer_availability("app", [loose]).failures[0].failure_code == "MissingLayerDigest"
     # the image's layers stay; deleting the image frees them at the next collection
-    store.batch_delete_image("app", [{"imageTag": "keep"}])
+    store.batch_delete_image("app", [ImageIdentifier(image_tag="keep")])
     report = store.gc(grace=0)
     assert report.layers_unlinked == 3 and report.blobs_deleted == 3
     assert store.stats().blobs == 0 and store.verify().ok

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from storeutil import blob_files, digest_of, open_store, push
 
-from ecrstore import Store, errors
+from ecrstore import Store, Tag, errors
 
 
 @pytest.fixture
@@ -269,7 +269,7 @@ def test_index_map_grows_automatically(tmp_path):
     with open_store(tmp_path / "s", map_size=64 * 1024) as store:
         before = store._index.map_size()
         for i in range(300):
-            store.create_repository(f"repo-{i:04d}", tags=[{"Key": "k" * 100, "Value": "v" * 200}])
+            store.create_repository(f"repo-{i:04d}", tags=[Tag("k" * 100, "v" * 200)])
         assert store._index.map_size() > before
         assert len(store.describe_repositories(max_results=1000).repositories) == 300
 

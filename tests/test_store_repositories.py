@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from storeutil import open_store, push
 
-from ecrstore import errors
+from ecrstore import EncryptionConfiguration, Tag, errors
 
 
 @pytest.fixture
@@ -62,18 +62,18 @@ def test_options_are_validated_and_kept(store):
     with pytest.raises(errors.InvalidParameterException):
         store.create_repository("app", image_tag_mutability="SOMETIMES")
     with pytest.raises(errors.InvalidParameterException):
-        store.create_repository("app", encryption_configuration={"encryptionType": "ROT13"})
+        store.create_repository("app", encryption_configuration=EncryptionConfiguration("ROT13"))
     with pytest.raises(errors.InvalidParameterException):
-        store.create_repository("app", encryption_configuration={"encryptionType": "AES256", "kmsKey": "k"})
+        store.create_repository("app", encryption_configuration=EncryptionConfiguration("AES256", "k"))
     with pytest.raises(errors.TooManyTagsException):
         store.create_repository("app", tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)])
     with pytest.raises(errors.InvalidTagParameterException):
-        store.create_repository("app", tags=[{"Key": "", "Value": "v"}])
+        store.create_repository("app", tags=[Tag("", "v")])
     assert store.describe_repositories().repositories == ()
     repo = store.create_repository(
         "app", image_tag_mutability="IMMUTABLE",
-        encryption_configuration={"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:000000000000:key/x"},
-        tags=[{"Key": "team", "Value": "core"}],
+        encryption_configuration=EncryptionConfiguration("KMS", "arn:aws:kms:us-east-1:000000000000:key/x"),
+        tags=[Tag("team", "core")],
     )
     assert repo.image_tag_mutability == "IMMUTABLE"
     assert repo.encryption_configuration.kms_key.endswith("key/x")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ecrstore import Store
+from ecrstore import ImageIdentifier, Store
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -281,7 +281,7 @@ def docker_save_current(path: Path, images: list[tuple[Img, list[str]]], *, comp
 
 
 def stored_manifest(store: Store, repo: str, tag: str | None = None, digest: str | None = None):
-    ident = {"imageTag": tag} if tag is not None else {"imageDigest": digest}
+    ident = ImageIdentifier(image_tag=tag) if tag is not None else ImageIdentifier(digest)
     res = store.batch_get_image(repo, [ident])
     assert res.images, res.failures
     return res.images[0]

@@ -21,8 +21,9 @@ from typing import Any
 
 import pybase64
 
+from .. import models as m
 from ..errors import SerializationException, invalid_parameter
-from ..models import to_wire
+from .codec import to_wire
 from .body import Base64Span
 
 __all__ = [
@@ -142,11 +143,12 @@ class Member:
 class Structure(Shape):
     """A JSON object with known members; unknown members are ignored, as AWS services do.
 
-    Nested structures stay wire-shaped dicts (the Store takes e.g. ``tags`` as
-    ``[{"Key": ..., "Value": ...}]``); only their member types are checked.
+    ``into`` is the engine's type the object becomes (its snake_case fields named after the
+    members, ``Key`` -> ``key``); without it the value stays a dict of the members sent.
     """
 
     members: Mapping[str, Member]
+    into: Any = None
 
     def decode(self, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -159,6 +161,8 @@ class Structure(Shape):
                     raise invalid_parameter(f"{path}.{name}", "Member must not be null")
                 continue
             out[name] = member.shape.decode(v, f"{path}.{name}")
+        if self.into is not None:
+            return self.into(**{_snake(k): v for k, v in out.items()})
         return out
 
 
@@ -224,9 +228,10 @@ class Operation:
         return {self.result_member: wire} if self.result_member else wire
 
 
-_TAG = Structure({"Key": Member(String(), required=True), "Value": Member(String(), required=True)})
-_IMAGE_ID = Structure({"imageDigest": Member(String()), "imageTag": Member(String())})
-_ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())})
+_TAG = Structure({"Key": Member(String(), required=True), "Value": Member(String(), required=True)}, into=m.Tag)
+_IMAGE_ID = Structure({"imageDigest": Member(String()), "imageTag": Member(String())}, into=m.ImageIdentifier)
+_ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())},
+                        into=m.EncryptionConfiguration)
 
 _OPERATIONS = [
     Operation("CreateRepository", "create_repository", {
@@ -234,10 +239,11 @@ _OPERATIONS = [
         "tags": Member(ListOf(_TAG)),
         "imageTagMutability": Member(String()),
         "encryptionConfiguration": Member(_ENCRYPTION),
-        "imageScanningConfiguration": Member(Structure({"scanOnPush": Member(Boolean())})),
+        "imageScanningConfiguration": Member(Structure({"scanOnPush": Member(Boolean())},
+                                                       into=m.ImageScanningConfiguration)),
         "imageTagMutabilityExclusionFilters": Member(ListOf(Structure({
             "filterType": Member(String(), required=True), "filter": Member(String(), required=True),
-        }))),
+        }, into=m.ExclusionFilter))),
     }, result_member="repository"),
     Operation("DescribeRepositories", "describe_repositories", {
         "repositoryNames": Member(ListOf(String())),
@@ -289,14 +295,15 @@ _OPERATIONS = [
     }),
     Operation("ListImages", "list_images", {
         "repositoryName": Member(String(), required=True),
-        "filter": Member(Structure({"tagStatus": Member(String())})),
+        "filter": Member(Structure({"tagStatus": Member(String())}, into=m.ListImagesFilter)),
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }),
     Operation("DescribeImages", "describe_images", {
         "repositoryName": Member(String(), required=True),
         "imageIds": Member(ListOf(_IMAGE_ID)),
-        "filter": Member(Structure({"tagStatus": Member(String()), "imageStatus": Member(String())})),
+        "filter": Member(Structure({"tagStatus": Member(String()), "imageStatus": Member(String())},
+                                   into=m.DescribeImagesFilter)),
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }),

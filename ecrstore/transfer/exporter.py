@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 from ..errors import ImageNotFoundException
 from ..manifest import parse_manifest
+from ..models import ImageIdentifier
 from .errors import DestinationError, TransferUsageError
 from .formats import CONTAINERD_NAME, REF_NAME, blob_path
 from .progress import Emitter, ProgressCallback
@@ -149,7 +150,7 @@ def export_image(store, reference: str, dest: str | os.PathLike[str], *, format:
 def _collect(store, repo: str, tag: str | None, digest: str | None,
              reference: str) -> tuple[_Manifest, dict[str, _Manifest]]:
     """The image and, for an index, every manifest under it (children first)."""
-    ident = {"imageTag": tag} if tag is not None else {"imageDigest": digest}
+    ident = ImageIdentifier(image_tag=tag) if tag is not None else ImageIdentifier(digest)
     res = store.batch_get_image(repo, [ident])
     if not res.images:
         reason = res.failures[0].failure_reason if res.failures else "Requested image not found"
@@ -163,7 +164,7 @@ def _collect(store, repo: str, tag: str | None, digest: str | None,
         wanted = [c for m in pending for c in m.children if c not in seen]
         pending = []
         for i in range(0, len(wanted), _BATCH):
-            got = store.batch_get_image(repo, [{"imageDigest": d} for d in wanted[i:i + _BATCH]])
+            got = store.batch_get_image(repo, [ImageIdentifier(d) for d in wanted[i:i + _BATCH]])
             if got.failures:
                 f = got.failures[0]
                 raise ImageNotFoundException(f"{reference}: referenced manifest {f.image_id.image_digest}: {f.failure_reason}")

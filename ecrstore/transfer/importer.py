@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from ..errors import ImageAlreadyExistsException, ImageTagAlreadyExistsException
 from ..hashing import hash_file
+from ..models import ImageIdentifier
 from .errors import BlobMismatchError, SourceError
 from .formats import Plan, PlannedImage, read_plan
 from .ingest import Cancelled, store_blob
@@ -204,7 +205,7 @@ def _put_images(store, repository_name: str, plan: Plan, emit: Emitter) -> list:
     digests = list(plan.images)
     existing: set[str] = set()
     for i in range(0, len(digests), _BATCH):
-        res = store.batch_get_image(repository_name, [{"imageDigest": d} for d in digests[i:i + _BATCH]])
+        res = store.batch_get_image(repository_name, [ImageIdentifier(d) for d in digests[i:i + _BATCH]])
         existing.update(im.image_id.image_digest for im in res.images)
     out = []
     for image in plan.images.values():
@@ -225,7 +226,7 @@ def _put(store, repository_name: str, image: PlannedImage, tag: str | None) -> N
         pass  # a re-import: the manifest (and tag) are already there
     except ImageTagAlreadyExistsException:
         # An immutable tag: fine when it already names this very image.
-        res = store.batch_get_image(repository_name, [{"imageTag": tag}])
+        res = store.batch_get_image(repository_name, [ImageIdentifier(image_tag=tag)])
         if not (res.images and res.images[0].image_id.image_digest == image.digest):
             raise
 
