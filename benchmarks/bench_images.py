@@ -28,7 +28,7 @@ from _common import machine_info, parser, print_machine, print_table, write_json
 
 from ecrstore import ImageIdentifier, Store  # noqa: E402
 from ecrstore.manifest import DOCKER_MANIFEST  # noqa: E402
-from ecrstore.records import BlobRecord, LinkRecord  # noqa: E402
+from ecrstore.index.records import BlobRecord, LinkRecord  # noqa: E402
 
 
 def push(store: Store, repo: str, data: bytes) -> str:

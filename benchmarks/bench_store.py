@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json  # noqa: E402
 
 from ecrstore import Store  # noqa: E402
-from ecrstore.records import BlobRecord, LinkRecord  # noqa: E402
+from ecrstore.index.records import BlobRecord, LinkRecord  # noqa: E402
 
 PART = 10 * 2**20
 

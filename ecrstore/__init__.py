@@ -10,7 +10,7 @@ from . import errors
 from ._sha256 import Sha256, sha256_kernel, sha256_kernels
 from .digest import Digest, parse_digest
 from .errors import EcrError
-from .hashing import hash_file
+from .hashing import FileRange, hash_file
 from .models import (
     DescribeImagesFilter,
     EncryptionConfiguration,
@@ -21,7 +21,6 @@ from .models import (
     Tag,
 )
 from .store import Store
-from .uploads import FileRange
 
 __all__ = [
     "DescribeImagesFilter",

@@ -18,7 +18,7 @@ from .errors import ImageAlreadyExistsException, LayerAlreadyExistsException, Re
 from .hashing import hash_file
 from .manifest import DOCKER_MANIFEST
 from .store import Store
-from .uploads import FileRange
+from .hashing import FileRange
 
 __all__ = ["run"]
 

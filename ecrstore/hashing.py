@@ -23,15 +23,18 @@ is not affected.
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import operator
 import os
 import stat
-from typing import Union
+from typing import Any, Union
+
+import xxhash
 
 from ._sha256 import Sha256
 
-__all__ = ["WINDOW_SIZE", "hash_file"]
+__all__ = ["WINDOW_SIZE", "FileRange", "PartSource", "hash_file"]
 
 #: Bytes mapped at a time: large enough that the per-window cost (mmap, munmap, one
 #: GIL round trip) is lost in the hashing, small enough to bound address space and the pages
@@ -128,3 +131,75 @@ def _hash_range(hasher: Sha256, fd: int, start: int, end: int) -> None:
             with memoryview(mm) as whole, whole[pos - base :] as chunk:
                 hasher.update(chunk)
         pos = stop
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileRange:
+    """A part given as bytes ``[offset, offset + length)`` of a file (``length=None``: to its
+    end); ``file`` is a path or an open descriptor (left open). Import tools use it to ingest a
+    tar member in place: hashed through the mmap path and copied kernel-side."""
+
+    file: str | os.PathLike[str] | int
+    offset: int = 0
+    length: int | None = None
+
+
+class PartSource:
+    """A part's bytes: an in-memory buffer, or a byte range of a regular file (a path or a
+    binary file: the whole file; a :class:`FileRange`: its range)."""
+
+    __slots__ = ("view", "fd", "offset", "size", "_owned_fd")
+
+    def __init__(self, blob: Any) -> None:
+        self.view: memoryview | None = None
+        self.fd = -1
+        self.offset = 0
+        self._owned_fd = False
+        length = None
+        if isinstance(blob, FileRange):
+            if isinstance(blob.offset, bool) or not isinstance(blob.offset, int) or blob.offset < 0 or (
+                    blob.length is not None and (not isinstance(blob.length, int) or blob.length < 0)):
+                raise ValueError("a FileRange needs a non-negative offset and length")
+            self.offset, length = blob.offset, blob.length
+            blob = blob.file
+            if isinstance(blob, int) and not isinstance(blob, bool):
+                self.fd = blob
+        if self.fd < 0 and isinstance(blob, (str, os.PathLike)):
+            self.fd = os.open(blob, os.O_RDONLY | os.O_CLOEXEC)
+            self._owned_fd = True
+        elif self.fd < 0 and hasattr(blob, "fileno") and not _is_buffer(blob):
+            self.fd = blob.fileno()
+        elif self.fd < 0:
+            self.view = memoryview(blob).cast("B")
+        if self.view is not None:
+            self.size = self.view.nbytes
+            return
+        end = os.fstat(self.fd).st_size
+        self.size = end - self.offset if length is None else length
+        if self.offset + self.size > end or self.size < 0:
+            self.close()
+            raise ValueError(f"the range {self.offset}+{self.size} runs past the end of the file ({end} bytes)")
+
+    def xxh128(self) -> bytes:
+        """xxh3-128 of the part (recognises an exact re-send of the previous part)."""
+        if self.view is not None:
+            return xxhash.xxh3_128_digest(self.view)
+        if self.size == 0:
+            return xxhash.xxh3_128_digest(b"")
+        skew = self.offset % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self.fd, self.size + skew, prot=mmap.PROT_READ, offset=self.offset - skew) as mm:
+            with memoryview(mm) as view:
+                return xxhash.xxh3_128_digest(view[skew:])
+
+    def close(self) -> None:
+        if self._owned_fd:
+            os.close(self.fd)
+            self._owned_fd = False
+
+
+def _is_buffer(obj: Any) -> bool:
+    try:
+        memoryview(obj)
+    except TypeError:
+        return False
+    return True

@@ -8,9 +8,7 @@ never leave an image pointing at content that is gone. Reads use one snapshot ea
 
 from __future__ import annotations
 
-import base64
 import fnmatch
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -30,7 +28,9 @@ from .errors import (
     invalid_parameter,
     repository_not_found,
 )
-from .index import Index, Txn
+from .index.base import Index, ReadTxn, WriteTxn
+from .index.records import ImageRecord, LinkRecord, RepoRecord
+from .limits import DEFAULT_PAGE, MAX_MANIFEST_CHARS, MAX_TAGS_PER_IMAGE
 from .manifest import ParsedManifest, parse_manifest
 from .models import (
     BatchDeleteImageResult,
@@ -46,13 +46,11 @@ from .models import (
     ListImagesResult,
     PutImageResult,
 )
-from .records import ImageRecord, LinkRecord, RepoRecord
+from .tokens import decode_token, encode_token
 from .urls import UrlSigner
 
 __all__ = ["Images"]
 
-MAX_MANIFEST_CHARS = 4_194_304
-MAX_TAGS_PER_IMAGE = 1000
 _TAG_STATUS = ("TAGGED", "UNTAGGED", "ANY")
 _IMAGE_STATUS = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
 
@@ -87,7 +85,7 @@ class Images:
         dg = parsed.digest.raw
         now = time.time()
 
-        def commit(t: Txn) -> None:
+        def commit(t: WriteTxn) -> None:
             cur = t.get_repo(repo.registry_id, repo.name)
             if cur is None or cur.id != repo.id:
                 raise repository_not_found(repo.registry_id, repo.name)
@@ -124,7 +122,7 @@ class Images:
                       image_manifest, parsed.media_type)
         return PutImageResult(image)
 
-    def _check_references(self, t: Txn, repo: RepoRecord, parsed: ParsedManifest) -> int:
+    def _check_references(self, t: ReadTxn, repo: RepoRecord, parsed: ParsedManifest) -> int:
         """Check the manifest's references in this repository; answer imageSizeInBytes."""
         if parsed.is_index:
             missing = [str(m.digest) for m in parsed.manifests if t.get_image(repo.id, m.digest.raw, with_manifest=False) is None]
@@ -145,7 +143,7 @@ class Images:
             )
         return sum(links[d.digest.raw].size for d in parsed.layers)
 
-    def _add_references(self, t: Txn, repo_id: int, parsed: ParsedManifest) -> None:
+    def _add_references(self, t: WriteTxn, repo_id: int, parsed: ParsedManifest) -> None:
         dg = parsed.digest.raw
         if parsed.is_index:
             for m in parsed.manifests:
@@ -160,7 +158,7 @@ class Images:
 
     # --- deletion ------------------------------------------------------------------------
 
-    def _delete_image(self, t: Txn, repo_id: int, dg: bytes) -> None:
+    def _delete_image(self, t: WriteTxn, repo_id: int, dg: bytes) -> None:
         rec = t.get_image(repo_id, dg)
         for tag in t.image_tags(repo_id, dg):
             t.delete_tag(repo_id, tag, dg)
@@ -174,7 +172,7 @@ class Images:
                     t.delete_layer_ref(repo_id, d.digest.raw, dg)
         t.delete_image(repo_id, dg)
 
-    def delete_all(self, t: Txn, repo_id: int) -> None:
+    def delete_all(self, t: WriteTxn, repo_id: int) -> None:
         """Remove every image of a repository (DeleteRepository with force)."""
         for dg in list(t.iter_image_digests(repo_id)):
             self._delete_image(t, repo_id, dg)
@@ -184,7 +182,7 @@ class Images:
         ids = _image_ids(image_ids)
         repo = self._repo(registry_id, repository_name)
 
-        def commit(t: Txn) -> tuple[list[ImageIdentifier], list[ImageFailure]]:
+        def commit(t: WriteTxn) -> tuple[list[ImageIdentifier], list[ImageFailure]]:
             deleted: list[ImageIdentifier] = []
             failures: list[ImageFailure] = []
             for ident in ids:
@@ -244,7 +242,7 @@ class Images:
                                     rec.manifest.decode("utf-8"), rec.media_type))
         return BatchGetImageResult(tuple(images), tuple(failures))
 
-    def _resolve(self, t: Txn, repo: RepoRecord, ident: ImageIdentifier) -> tuple[bytes, ImageRecord] | ImageFailure:
+    def _resolve(self, t: ReadTxn, repo: RepoRecord, ident: ImageIdentifier) -> tuple[bytes, ImageRecord] | ImageFailure:
         """The image an identifier names, or the per-item failure ECR reports for it."""
         if ident.image_digest is None and ident.image_tag is None:
             return ImageFailure(ident, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null")
@@ -271,7 +269,7 @@ class Images:
     def list_images(self, registry_id: str | None, repository_name: str, filter: Any,
                     max_results: int | None, next_token: str | None) -> ListImagesResult:
         tag_status, _ = _filter(filter)
-        limit = v.max_results(max_results) or 100
+        limit = v.max_results(max_results) or DEFAULT_PAGE
         repo = self._repo(registry_id, repository_name)
         after = _decode_token(next_token, repo, "l") if next_token is not None else None
         out: list[tuple[bytes, str | None]] = []
@@ -319,7 +317,7 @@ class Images:
                         seen.add(found[0])
                         details.append(self._detail(t, repo, *found))
             return DescribeImagesResult(tuple(details))
-        limit = v.max_results(max_results) or 100
+        limit = v.max_results(max_results) or DEFAULT_PAGE
         after = _decode_token(next_token, repo, "d") if next_token is not None else None
         details = []
         more = False
@@ -335,7 +333,7 @@ class Images:
         token = _encode_token(repo, "d", details[-1].image_digest[7:], None) if more else None
         return DescribeImagesResult(tuple(details), token)
 
-    def _detail(self, t: Txn, repo: RepoRecord, dg: bytes, rec: ImageRecord, tags: list[str] | None = None) -> ImageDetail:
+    def _detail(self, t: ReadTxn, repo: RepoRecord, dg: bytes, rec: ImageRecord, tags: list[str] | None = None) -> ImageDetail:
         if tags is None:
             tags = t.image_tags(repo.id, dg)
         return ImageDetail(
@@ -345,9 +343,6 @@ class Images:
         )
 
     # --- download URLs -------------------------------------------------------------------
-
-    def verify_url(self, method: str, path: str, query: dict[str, str]) -> tuple[str, str, str]:
-        return self._signer.verify(method, path, query)
 
     def get_download_url_for_layer(self, registry_id: str | None, repository_name: str, layer_digest: str,
                                    base_url: str, expires_in: float) -> GetDownloadUrlForLayerResult:
@@ -406,20 +401,19 @@ def _filter(value: Any) -> tuple[str, str]:
 
 
 def _encode_token(repo: RepoRecord, kind: str, digest_hex: str, tag: str | None) -> str:
-    raw = json.dumps([kind, repo.id, digest_hex, tag], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_token(kind, repo.id, digest_hex, tag)
 
 
-def _decode_token(token: Any, repo: RepoRecord, kind: str) -> tuple[str, str | None]:
-    try:
-        k, rid, digest_hex, tag = json.loads(base64.urlsafe_b64decode(str(token).encode()))
-        if k != kind or rid != repo.id or len(bytes.fromhex(digest_hex)) != 32:
+def _decode_token(token: object, repo: RepoRecord, kind: str) -> tuple[str, str | None]:
+    def read(fields: list[object]) -> tuple[str, str | None]:
+        k, rid, digest_hex, tag = fields
+        if k != kind or rid != repo.id or not isinstance(digest_hex, str) or len(bytes.fromhex(digest_hex)) != 32:
             raise ValueError
         if tag is not None and not isinstance(tag, str):
             raise ValueError
         return digest_hex, tag
-    except (ValueError, TypeError):
-        raise InvalidParameterException("Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'") from None
+
+    return decode_token(token, read)
 
 
 def _reparse(rec: ImageRecord | None) -> ParsedManifest | None:

@@ -1,33 +1,31 @@
-"""Store maintenance: purge (reclaim space), verify (re-hash content) and stats.
+"""Store maintenance: gc and purge (reclaim space), verify (re-hash content) and stats.
 
-All three run while the store is in use by other threads and processes. Deletion follows one
-rule that keeps it safe against completions racing it: a blob is deleted only inside a write
-transaction that sees no link to it, by renaming it to ``trash/`` *before* the commit that drops
-its record (renamed back if that commit fails). A completion that commits after the deletion
-sees no record and puts its own copy in place; one that commits before keeps the blob linked.
+All of them run while the store is in use by other threads and processes, over any backend
+pair. Deletion follows one rule that keeps it safe against completions racing it: a blob is
+deleted only inside a write transaction that sees no link to it, by retiring it in the blob
+backend *before* the commit that drops its record (restored if that commit fails, freed after
+it). A completion that commits after the deletion sees no record and publishes its own copy;
+one that commits before keeps the blob linked.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .blobs.base import BlobStore, Retired
 from .digest import Digest
-from .errors import HashStateError
-from .hashing import hash_file
-from .index import Index, Txn
-from .layout import Layout, fsync_dir, unlink_quiet
+from .errors import EcrError, HashStateError
+from .index.base import Index, WriteTxn
 from .uploads import Uploads
 
 log = logging.getLogger("ecrstore")
 
 __all__ = ["Maintenance", "GcReport", "PurgeReport", "VerifyReport", "StoreStats"]
 
-_HEX = frozenset("0123456789abcdef")
 # Deletions per write transaction: large enough that a collection of 100,000 layers costs
 # a few hundred commits, small enough that the write lock is never held for long.
 _BATCH = 512
@@ -68,19 +66,21 @@ class StoreStats:
     blob_bytes: int
     linked_bytes: int
     uploads_in_progress: int
+    #: Bytes of stored blobs no repository links: what gc / purge would free.
+    reclaimable_bytes: int = 0
 
     @property
     def dedupe_saved_bytes(self) -> int:
-        """Bytes not stored thanks to content addressing (layers linked in several repositories)."""
-        return self.linked_bytes - self.blob_bytes
+        """Bytes not stored thanks to content addressing (layers linked in several
+        repositories); never negative: unlinked blobs count as reclaimable instead."""
+        return max(0, self.linked_bytes - (self.blob_bytes - self.reclaimable_bytes))
 
 
 class Maintenance:
-    def __init__(self, index: Index, layout: Layout, uploads: Uploads, *, durable: bool) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, uploads: Uploads) -> None:
         self._index = index
-        self._layout = layout
+        self._blobs = blobs
         self._uploads = uploads
-        self._durable = durable
 
     # --- gc ------------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class Maintenance:
             return GcReport(len(stale), len(doomed), sum(doomed), True)
         unlinked = 0
         for i in range(0, len(stale), _BATCH):
-            def commit(t: Txn, batch: list[tuple[int, bytes]] = stale[i:i + _BATCH]) -> int:
+            def commit(t: WriteTxn, batch: list[tuple[int, bytes]] = stale[i:i + _BATCH]) -> int:
                 n = 0
                 for rid, dg in batch:
                     rec = t.get_link(rid, dg)
@@ -118,11 +118,11 @@ class Maintenance:
 
     # --- purge ---------------------------------------------------------------------------
 
-    def purge(self, *, grace: float) -> PurgeReport:
+    def purge(self, *, grace: float, uploads_idle: float | None = None) -> PurgeReport:
         now = time.time()
         cutoff = now - grace
-        uploads_removed, freed = self._uploads.purge_idle(now)
-        restored_or_removed = self._empty_trash()
+        uploads_removed, freed = self._uploads.purge_idle(now, uploads_idle)
+        restored_or_removed = self._blobs.recover_retired(self._is_recorded)
         blobs_removed, blob_bytes = self._unlinked_blobs(cutoff)
         orphans, orphan_bytes = self._orphan_uploads(cutoff)
         o2, o2_bytes = self._orphan_blobs(cutoff)
@@ -141,20 +141,21 @@ class Maintenance:
         removed = freed = 0
         for i in range(0, len(candidates), _BATCH):
             batch = candidates[i:i + _BATCH]
-            moved: dict[bytes, str] = {}  # blob -> its name in trash/, across re-runs of commit
+            retired: dict[bytes, Retired] = {}  # across re-runs of commit
 
-            def commit(t: Txn, batch: list[bytes] = batch, moved: dict[bytes, str] = moved) -> list[int]:
+            def commit(t: WriteTxn, batch: list[bytes] = batch,
+                       retired: dict[bytes, Retired] = retired) -> list[int]:
                 sizes = []
                 for dg in batch:
                     rec = t.get_blob(dg)
-                    path = self._layout.blob(dg.hex())
                     if rec is None or t.blob_is_linked(dg):
-                        if dg in moved:  # linked again between two runs of this transaction
-                            os.rename(moved.pop(dg), path)
+                        if dg in retired:  # linked again between two runs of this transaction
+                            retired.pop(dg).restore()
                         continue
-                    if dg not in moved and os.path.exists(path):
-                        moved[dg] = self._layout.trash_path(f"{dg.hex()}.{uuid.uuid4().hex}")
-                        os.rename(path, moved[dg])
+                    if dg not in retired:
+                        hidden = self._blobs.retire(dg.hex())
+                        if hidden is not None:
+                            retired[dg] = hidden
                     t.delete_blob(dg)
                     sizes.append(rec.size)
                 return sizes
@@ -162,84 +163,59 @@ class Maintenance:
             try:
                 sizes = self._index.write(commit)
             except BaseException:
-                for dg, trash in moved.items():  # the records survived: so must the files
-                    os.rename(trash, self._layout.blob(dg.hex()))
+                for hidden in retired.values():  # the records survived: so must the bytes
+                    hidden.restore()
                 raise
-            for trash in moved.values():
-                unlink_quiet(trash)
+            for hidden in retired.values():
+                hidden.drop()
             removed += len(sizes)
             freed += sum(sizes)
         return removed, freed
 
-    def _empty_trash(self) -> int:
-        """Trash left by a crash mid-deletion: restore it if its record survived, else drop it."""
-        n = 0
-        for name in os.listdir(self._layout.trash):
-            hexd = name.split(".", 1)[0]
-            path = self._layout.trash_path(name)
-            with self._index.read() as t:
-                keep = len(hexd) == 64 and set(hexd) <= _HEX and t.get_blob(bytes.fromhex(hexd)) is not None
-            if keep and not os.path.exists(self._layout.blob(hexd)):
-                os.rename(path, self._layout.blob(hexd))
-            else:
-                unlink_quiet(path)
-            n += 1
-        return n
+    def _is_recorded(self, hexdigest: str) -> bool:
+        with self._index.read() as t:
+            return t.get_blob(bytes.fromhex(hexdigest)) is not None
 
     def _orphan_uploads(self, cutoff: float) -> tuple[int, int]:
-        """Upload files without a record (a crash between file creation and commit)."""
+        """Upload data without a record (a crash between its creation and the commit)."""
         n = freed = 0
-        for name in os.listdir(self._layout.uploads):
-            path = self._layout.upload(name)
+        for f in self._blobs.iter_uploads():
             try:
-                uid = uuid.UUID(hex=name).bytes
-                st = os.stat(path)
-            except (ValueError, FileNotFoundError):
+                uid = uuid.UUID(hex=f.name).bytes
+            except ValueError:
                 continue
-            if st.st_mtime >= cutoff:
+            if f.changed_at >= cutoff:
                 continue
             with self._index.read() as t:
                 live = t.get_upload(uid) is not None
             if not live:
-                unlink_quiet(path)
+                self._blobs.discard_upload(f.name)
                 n += 1
-                freed += st.st_size
+                freed += f.size
         return n, freed
 
     def _orphan_blobs(self, cutoff: float) -> tuple[int, int]:
-        """Blob files without a record (a crash between the rename and the index commit)."""
+        """Blobs without a record (a crash between publishing and the index commit) and
+        placements cut short."""
         n = freed = 0
-        for sub in os.listdir(self._layout.blobs):
-            d = os.path.join(self._layout.blobs, sub)
-            for name in os.listdir(d):
-                path = os.path.join(d, name)
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                # ctime: linking the upload file into blobs/ sets it, unlike mtime.
-                if st.st_ctime >= cutoff:
-                    continue
-                if name.startswith(".") and name.endswith(".tmp"):  # a placement cut short
-                    unlink_quiet(path)
-                    n += 1
-                    continue
-                try:
-                    dg = bytes.fromhex(name)
-                except ValueError:
-                    continue
+        for f in self._blobs.iter_blobs():
+            if f.changed_at >= cutoff:
+                continue
+            if f.temporary:
+                self._blobs.delete_blob(f.name)
+                n += 1
+                continue
+            dg = bytes.fromhex(f.name)
 
-                def commit(t: Txn, dg: bytes = dg, path: str = path) -> bool:
-                    if t.get_blob(dg) is not None:
-                        return False
-                    unlink_quiet(path)
-                    return True
+            def commit(t: WriteTxn, dg: bytes = dg, name: str = f.name) -> bool:
+                if t.get_blob(dg) is not None:
+                    return False
+                self._blobs.delete_blob(name)
+                return True
 
-                if self._index.write(commit):
-                    n += 1
-                    freed += st.st_size
-        if n and self._durable:
-            fsync_dir(self._layout.blobs)
+            if self._index.write(commit):
+                n += 1
+                freed += f.size
         return n, freed
 
     # --- verify --------------------------------------------------------------------------
@@ -252,18 +228,17 @@ class Maintenance:
         total = 0
         for dg, rec in blobs:
             digest = str(Digest.from_raw(dg))
-            path = self._layout.blob(dg.hex())
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:
+            size = self._blobs.stat(dg.hex())
+            if size is None:
                 problems.append((digest, "blob file missing"))
                 continue
             if size != rec.size:
                 problems.append((digest, f"size {size} differs from the recorded {rec.size}"))
                 continue
             try:
-                h = hash_file(path, 0, size, None)
-            except (OSError, ValueError, HashStateError) as e:
+                with self._blobs.open(dg.hex(), rec.size) as reader:
+                    h = reader.hash()
+            except (OSError, ValueError, HashStateError, EcrError) as e:
                 problems.append((digest, f"unreadable: {e}"))
                 continue
             if h.digest() != dg:
@@ -279,13 +254,19 @@ class Maintenance:
 
     def stats(self) -> StoreStats:
         with self._index.read() as t:
-            blob_bytes = sum(rec.size for _, rec in t.iter_blobs())
+            blob_bytes = reclaimable = 0
+            for dg, rec in t.iter_blobs():
+                blob_bytes += rec.size
+                if not t.blob_is_linked(dg):
+                    reclaimable += rec.size
             linked_bytes = sum(rec.size for _, _, rec in t.iter_all_links())
-            return StoreStats(
-                repositories=t.count("repos"),
-                layers=t.count("links"),
-                blobs=t.count("blobs"),
-                blob_bytes=blob_bytes,
-                linked_bytes=linked_bytes,
-                uploads_in_progress=t.count("uploads"),
-            )
+            counts = t.counts()
+        return StoreStats(
+            repositories=counts.repositories,
+            layers=counts.links,
+            blobs=counts.blobs,
+            blob_bytes=blob_bytes,
+            linked_bytes=linked_bytes,
+            uploads_in_progress=counts.uploads,
+            reclaimable_bytes=reclaimable,
+        )

@@ -9,43 +9,56 @@ path at once (each opens its own Store, after any fork).
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from . import validate as v
+from .blobs.base import BlobReader
+from .blobs.local import Layout, LocalBlobStore
 from .digest import Digest, parse_digest, try_parse_digest
 from .errors import (
     EcrError,
     InvalidParameterException,
-    InvalidTagParameterException,
-    RepositoryNotEmptyException,
     LayersNotFoundException,
     RepositoryAlreadyExistsException,
+    RepositoryNotEmptyException,
     ServerException,
-    TooManyTagsException,
+    UploadNotFoundException,
     invalid_parameter,
     repository_not_found,
 )
+from .hashing import PartSource
 from .images import Images
-from .index import Index, Txn
-from .layout import Layout
+from .index.base import WriteTxn
+from .index.lmdb import LmdbIndex
+from .index.records import RepoRecord, UploadRecord
+from .limits import (
+    DEFAULT_PAGE,
+    DEFAULT_PART_BYTES,
+    DEFAULT_REGION,
+    DEFAULT_REGISTRY_ID,
+    DEFAULT_UPLOAD_TTL,
+    MAX_IMAGES_PER_REPOSITORY,
+    MAX_LAYERS_PER_IMAGE,
+    MAX_PART_BYTES,
+    MIN_PART_BYTES,
+)
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
     BatchDeleteImageResult,
     BatchGetImageResult,
     CompleteLayerUploadResult,
+    DescribeImagesFilter,
     DescribeImagesResult,
     DescribeRepositoriesResult,
-    DescribeImagesFilter,
     EncryptionConfiguration,
     ExclusionFilter,
     GetDownloadUrlForLayerResult,
@@ -59,21 +72,20 @@ from .models import (
     PutImageResult,
     Repository,
     Tag,
+    UploadInfo,
     UploadLayerPartResult,
 )
-from .reader import LayerReader
-from .records import RepoRecord
-from .uploads import PartSource, Uploads
+from .tokens import decode_token, encode_token
+from .uploads import Uploads
 from .urls import UrlSigner
 
 __all__ = ["Store"]
 
 log = logging.getLogger("ecrstore")
 
-DEFAULT_REGISTRY_ID = "000000000000"
-_MAX_REPO_TAGS = 50
+T = TypeVar("T")
 _SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
-_DEFAULT_PAGE = 100
+_KEY_FILE = "url-signing.key"
 
 
 class Store:
@@ -95,15 +107,17 @@ class Store:
         path: str | os.PathLike[str],
         *,
         registry_id: str = DEFAULT_REGISTRY_ID,
-        part_size: int = 10 * 2**20,
-        min_part_size: int = 5 * 2**20,
-        max_part_size: int = 20 * 2**20,
-        upload_ttl: float = 24 * 3600,
+        part_size: int = DEFAULT_PART_BYTES,
+        min_part_size: int = MIN_PART_BYTES,
+        max_part_size: int = MAX_PART_BYTES,
+        upload_ttl: float = DEFAULT_UPLOAD_TTL,
         durable: bool = True,
-        region: str = "us-east-1",
-        max_layers_per_image: int = 127,
-        max_images_per_repository: int = 10_000,
+        region: str = DEFAULT_REGION,
+        max_layers_per_image: int = MAX_LAYERS_PER_IMAGE,
+        max_images_per_repository: int = MAX_IMAGES_PER_REPOSITORY,
         map_size: int = 1 << 30,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.registry_id = v.registry_id(registry_id, DEFAULT_REGISTRY_ID)
         if not 1 <= min_part_size <= part_size <= max_part_size:
@@ -118,23 +132,27 @@ class Store:
         self.upload_ttl = upload_ttl
         self.durable = durable
         self.region = region
+        self.read_only = read_only
         self.path = os.fspath(path)
-        self._layout = Layout(self.path)
-        try:
-            self._layout.create()
-        except OSError as e:
-            raise ServerException(f"cannot create the store at {self.path}: {e}") from e
-        self._index = Index(self._layout.index, durable=durable, map_size=map_size)
+        layout = Layout(self.path)
+        if not layout.exists() and (read_only or not create):
+            raise ServerException(f"there is no store at {self.path}")
+        if not read_only:
+            try:
+                layout.create()
+            except OSError as e:
+                raise ServerException(f"cannot create the store at {self.path}: {e}") from e
+        self._index = LmdbIndex(layout.index, durable=durable, read_only=read_only, map_size=map_size)
         self._pool_lock = threading.Lock()
         self._pool_obj: ThreadPoolExecutor | None = None
         self._pool_pid = -1
-        self._uploads = Uploads(
-            self._index, self._layout, durable=durable, min_part_size=min_part_size,
-            upload_ttl=upload_ttl, pool=self._pool,
-        )
-        self._maint = Maintenance(self._index, self._layout, self._uploads, durable=durable)
+        self._blobs = LocalBlobStore(layout, durable=durable, background=lambda fn, *a: self._pool().submit(fn, *a))
+        self._uploads = Uploads(self._index, self._blobs, min_part_size=min_part_size,
+                                upload_ttl=upload_ttl, pool=self._pool)
+        self._maint = Maintenance(self._index, self._blobs, self._uploads)
+        self._signer = UrlSigner(os.path.join(self.path, _KEY_FILE), create=not read_only)
         self._images = Images(
-            self._index, UrlSigner(os.path.join(self.path, "url-signing.key")),
+            self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
         )
 
@@ -149,13 +167,15 @@ class Store:
                     self._pool_pid = os.getpid()
         return self._pool_obj
 
+    @property
+    def url_signer(self) -> UrlSigner:
+        """The signer of this store's download URLs (front ends verify their route with it)."""
+        return self._signer
+
     def sync(self) -> None:
-        """Make every effect so far durable (what ``durable=False`` defers): file data first,
+        """Make every effect so far durable (what ``durable=False`` defers): blob data first,
         then the index."""
-        try:
-            os.sync()
-        except OSError as e:  # pragma: no cover - sync(2) does not fail on Linux
-            raise ServerException(f"sync failed: {e}") from e
+        self._os(self._blobs.sync)
         self._index.sync()
 
     def close(self) -> None:
@@ -192,13 +212,13 @@ class Store:
         registry = v.registry_id(registry_id, self.registry_id)
         name = v.repository_name(repository_name)
         mutability = v.enum(image_tag_mutability, "imageTagMutability", v.TAG_MUTABILITY)
-        filters = _exclusion_filters(image_tag_mutability_exclusion_filters, mutability)
-        scan = _scanning(image_scanning_configuration)
-        enc = _encryption(encryption_configuration)
-        tag_list = _tags(tags)
+        filters = v.exclusion_filters(image_tag_mutability_exclusion_filters, mutability)
+        scan = v.scanning(image_scanning_configuration)
+        enc = v.encryption(encryption_configuration)
+        tag_list = v.tags(tags)
         now = time.time()
 
-        def commit(t: Txn) -> RepoRecord:
+        def commit(t: WriteTxn) -> RepoRecord:
             if t.get_repo(registry, name) is not None:
                 raise RepositoryAlreadyExistsException(
                     f"The repository with name '{name}' already exists in the registry with id '{registry}'"
@@ -241,7 +261,7 @@ class Store:
                     raise repository_not_found(registry, n)
             return DescribeRepositoriesResult(tuple(self._repository(r) for r in recs))
         after = _decode_token(next_token, registry) if next_token is not None else None
-        limit = page or _DEFAULT_PAGE
+        limit = page or DEFAULT_PAGE
         with self._index.read() as t:
             recs = []
             for rec in t.iter_repos(registry, after):
@@ -264,7 +284,7 @@ class Store:
         if not isinstance(force, bool):
             raise invalid_parameter("force", "Member must be a boolean")
 
-        def commit(t: Txn) -> tuple[RepoRecord, list[bytes]]:
+        def commit(t: WriteTxn) -> tuple[RepoRecord, list[bytes]]:
             rec = t.get_repo(registry, name)
             if rec is None:
                 raise repository_not_found(registry, name)
@@ -286,7 +306,7 @@ class Store:
             return rec, uids
 
         rec, uids = self._index.write(commit)
-        self._uploads.remove_files(uids)
+        self._os(self._uploads.remove_data, uids)
         return self._repository(rec)
 
     # --- layer upload --------------------------------------------------------------------
@@ -412,9 +432,11 @@ class Store:
                 failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
         return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))
 
-    def open_layer(self, repository_name: str, layer_digest: str, *, registry_id: str | None = None) -> LayerReader:
+    def open_layer(self, repository_name: str, layer_digest: str, *, registry_id: str | None = None) -> BlobReader:
         """A reader over a layer of this repository. Errors: RepositoryNotFound,
-        LayersNotFound (not a layer of this repository), InvalidParameter."""
+        LayersNotFound (not a layer of this repository), InvalidParameter, ServerException
+        (the stored bytes are missing or not the recorded size: checked before any is read).
+        The reader stays valid if the layer is deleted meanwhile; one per thread."""
         d = parse_digest(layer_digest, "layerDigest")
         registry = v.registry_id(registry_id, self.registry_id)
         name = v.repository_name(repository_name)
@@ -428,7 +450,7 @@ class Store:
                 f"The layer with digest {d} does not exist within the repository with name "
                 f"'{name}' in the registry with id '{registry}'"
             )
-        return self._os(LayerReader, self._layout.blob(d.hex), str(d), link.size)
+        return self._os(self._blobs.open, d.hex, link.size)
 
     def list_layers(self, repository_name: str, *, registry_id: str | None = None) -> Iterator[tuple[str, int]]:
         """(digest, size) of every layer of the repository, in digest order (a snapshot)."""
@@ -489,12 +511,6 @@ class Store:
         return self._images.get_download_url_for_layer(registry_id, repository_name, layer_digest,
                                                        base_url, expires_in)
 
-    def open_download(self, method: str, path: str, query: dict[str, str]) -> LayerReader:
-        """Open the layer a signed download URL names, after checking its signature and
-        expiry (AccessDeniedException) and that the layer is still in its repository."""
-        registry, repository, digest = self._images.verify_url(method, path, query)
-        return self.open_layer(repository, digest, registry_id=registry)
-
     # --- maintenance ---------------------------------------------------------------------
 
     def gc(self, *, grace: float = 24 * 3600.0, dry_run: bool = False) -> GcReport:
@@ -507,11 +523,42 @@ class Store:
 
     # --- maintenance (files) -------------------------------------------------------------
 
-    def purge(self, *, grace: float = 3600.0) -> PurgeReport:
-        """Reclaim space: uploads idle past ``upload_ttl``, blobs no repository links (older
-        than ``grace`` seconds), and files left by crashes (older than ``grace``). Safe to run
-        while other threads and processes upload."""
-        return self._os(self._maint.purge, grace=grace)
+    def purge(self, *, grace: float = 3600.0, uploads_idle: float | None = None) -> PurgeReport:
+        """Reclaim space: uploads idle past ``upload_ttl`` (or past ``uploads_idle`` seconds,
+        when given), blobs no repository links (older than ``grace`` seconds), and files left
+        by crashes (older than ``grace``). Safe to run while other threads and processes
+        upload; an upload being written at that moment is left alone."""
+        if uploads_idle is not None and not (isinstance(uploads_idle, (int, float)) and uploads_idle >= 0):
+            raise InvalidParameterException("uploads_idle must be a non-negative number of seconds")
+        return self._os(self._maint.purge, grace=grace, uploads_idle=uploads_idle)
+
+    def list_uploads(self, *, repository_name: str | None = None,
+                     registry_id: str | None = None) -> tuple[UploadInfo, ...]:
+        """Uploads in progress (of one repository, or of every repository of the registry),
+        oldest first. Errors: RepositoryNotFound, InvalidParameter. One snapshot."""
+        registry = v.registry_id(registry_id, self.registry_id)
+        repo = self._repo(registry, repository_name) if repository_name is not None else None
+        with self._index.read() as t:
+            repos = {repo.id: repo} if repo is not None else {r.id: r for r in t.iter_repos(registry)}
+            found = [self._upload_info(uid, rec, repos[rec.repo_id])
+                     for uid, rec in t.iter_uploads() if rec.repo_id in repos]
+        return tuple(sorted(found, key=lambda u: (u.created_at, u.upload_id)))
+
+    def abort_upload(self, upload_id: str, *, registry_id: str | None = None) -> UploadInfo:
+        """Remove an upload in progress now, with its data; answer what it was. Waits for a
+        part being written to it. Errors: UploadNotFound (unknown, or of another registry),
+        InvalidParameter. Durable on return (durable mode)."""
+        uid = v.upload_id(upload_id)
+        registry = v.registry_id(registry_id, self.registry_id)
+        with self._index.read() as t:
+            rec = t.get_upload(uid)
+            owner = self._repo_by_id(t, registry, rec.repo_id) if rec is not None else None
+        if rec is None or owner is None:
+            raise UploadNotFoundException(f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
+        last = self._os(self._uploads.abort, uid, upload_id)
+        if last is None:
+            raise UploadNotFoundException(f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
+        return self._upload_info(uid, last, owner)
 
     def purge_uploads(self) -> int:
         """Remove uploads idle past ``upload_ttl`` (found through the index, not the tree);
@@ -538,6 +585,18 @@ class Store:
             raise repository_not_found(registry, name)
         return rec
 
+    @staticmethod
+    def _repo_by_id(t: Any, registry: str, repo_id: int) -> RepoRecord | None:
+        for rec in t.iter_repos(registry):
+            if rec.id == repo_id:
+                return rec
+        return None
+
+    @staticmethod
+    def _upload_info(uid: bytes, rec: UploadRecord, repo: RepoRecord) -> UploadInfo:
+        return UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name, rec.received, rec.parts,
+                          rec.created, rec.updated)
+
     def _repository(self, rec: RepoRecord) -> Repository:
         return Repository(
             repository_arn=f"arn:aws:ecr:{self.region}:{rec.registry_id}:repository/{rec.name}",
@@ -551,7 +610,7 @@ class Store:
         )
 
     @staticmethod
-    def _os(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _os(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn``; an OSError (disk full, I/O error) becomes ServerException."""
         try:
             return fn(*args, **kwargs)
@@ -562,79 +621,15 @@ class Store:
             raise ServerException(f"storage failure: {e.strerror or e}") from e
 
 
-# --- argument shapes ---------------------------------------------------------------------------
-
-
-def _tags(tags: Sequence[Tag] | None) -> list[dict[str, str]]:
-    if tags is None:
-        return []
-    if isinstance(tags, (str, bytes)) or not isinstance(tags, Sequence):
-        raise InvalidTagParameterException("tags must be a list of Tag")
-    if len(tags) > _MAX_REPO_TAGS:
-        raise TooManyTagsException(f"A repository may have at most {_MAX_REPO_TAGS} tags")
-    out = []
-    for tag in tags:
-        if not isinstance(tag, Tag):
-            raise InvalidTagParameterException("tags must be a list of Tag")
-        if not isinstance(tag.key, str) or not 1 <= len(tag.key) <= 128:
-            raise InvalidTagParameterException("Tag keys must be strings of 1 to 128 characters")
-        if not isinstance(tag.value, str) or len(tag.value) > 256:
-            raise InvalidTagParameterException("Tag values must be strings of at most 256 characters")
-        out.append({"Key": tag.key, "Value": tag.value})
-    return out
-
-
-def _encryption(conf: EncryptionConfiguration | None) -> EncryptionConfiguration:
-    if conf is None:
-        return EncryptionConfiguration()
-    if not isinstance(conf, EncryptionConfiguration):
-        raise invalid_parameter("encryptionConfiguration", "Member must be an EncryptionConfiguration")
-    etype, key = conf.encryption_type, conf.kms_key
-    v.enum(etype, "encryptionConfiguration.encryptionType", v.ENCRYPTION_TYPES)
-    if key is not None:
-        v.string(key, "encryptionConfiguration.kmsKey", min_len=1, max_len=2048)
-        if etype == "AES256":
-            raise InvalidParameterException("A KMS key can only be given with the KMS or KMS_DSSE encryption type")
-    return conf
-
-
-def _scanning(conf: ImageScanningConfiguration | None) -> ImageScanningConfiguration:
-    if conf is None:
-        return ImageScanningConfiguration()
-    if isinstance(conf, ImageScanningConfiguration) and isinstance(conf.scan_on_push, bool):
-        return conf
-    raise invalid_parameter("imageScanningConfiguration", "Member must be a structure with a boolean scanOnPush")
-
-
-def _exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str) -> list[dict[str, str]]:
-    if filters is None:
-        filters = ()
-    if isinstance(filters, (str, bytes)) or not isinstance(filters, Sequence) or len(filters) > 5:
-        raise invalid_parameter("imageTagMutabilityExclusionFilters", "Member must be a list of at most 5 filters")
-    if filters and not mutability.endswith("_WITH_EXCLUSION"):
-        raise InvalidParameterException("Exclusion filters need a *_WITH_EXCLUSION tag mutability")
-    out = []
-    for f in filters:
-        if not isinstance(f, ExclusionFilter) or f.filter_type != "WILDCARD":
-            raise invalid_parameter("imageTagMutabilityExclusionFilters.filterType", "Member must satisfy enum value set: [WILDCARD]")
-        pattern = f.filter
-        v.string(pattern, "imageTagMutabilityExclusionFilters.filter", min_len=1, max_len=128)
-        if not all(c.isalnum() or c in "._*-" for c in pattern):
-            raise invalid_parameter("imageTagMutabilityExclusionFilters.filter",
-                                    "Member must satisfy regular expression pattern: ^[0-9a-zA-Z._*-]{1,128}")
-        out.append({"filterType": "WILDCARD", "filter": pattern})
-    return out
-
-
 def _encode_token(registry: str, after: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([registry, after]).encode()).decode()
+    return encode_token(registry, after)
 
 
-def _decode_token(token: Any, registry: str) -> str:
-    try:
-        reg, after = json.loads(base64.urlsafe_b64decode(str(token).encode()))
+def _decode_token(token: object, registry: str) -> str:
+    def read(fields: list[object]) -> str:
+        reg, after = fields
         if reg != registry or not isinstance(after, str):
             raise ValueError
         return after
-    except (ValueError, TypeError):
-        raise InvalidParameterException("Invalid NextToken") from None
+
+    return decode_token(token, read)

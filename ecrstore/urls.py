@@ -15,7 +15,8 @@ import secrets
 import time
 from urllib.parse import quote, unquote
 
-from .errors import AccessDeniedException
+from .errors import AccessDeniedException, ServerException
+from .fsutil import atomic_create
 
 __all__ = ["UrlSigner", "LAYER_PATH_PREFIX"]
 
@@ -24,9 +25,27 @@ _EXPIRES = "X-Ecrstore-Expires"
 _SIGNATURE = "X-Ecrstore-Signature"
 
 
+_KEY_BYTES = 32
+
+
 class UrlSigner:
-    def __init__(self, key_path: str) -> None:
-        self._key = _load_or_create_key(key_path)
+    """Signs and verifies download URLs with the store's key. Thread- and process-safe: the
+    key never changes once created (the first creator wins; everyone then reads that one).
+
+    The key file must hold exactly 32 bytes: a damaged (empty, short, long) file is refused
+    with ServerException naming it, never used as a weaker key. ``create=False`` (a read-only
+    store) does not create a missing key; signing and verifying then raise ServerException.
+    """
+
+    def __init__(self, key_path: str, *, create: bool = True) -> None:
+        self._path = key_path
+        self._key_bytes: bytes | None = _load_key(key_path, create)
+
+    @property
+    def _key(self) -> bytes:
+        if self._key_bytes is None:
+            raise ServerException(f"the store has no download URL key ({self._path}) and is open read-only")
+        return self._key_bytes
 
     def _mac(self, method: str, path: str, expires: int) -> str:
         msg = f"{method.upper()}\n{path}\n{expires}".encode()
@@ -60,26 +79,25 @@ class UrlSigner:
         return registry, unquote(repository), unquote(digest)
 
 
-def _load_or_create_key(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-        if len(key) == 32:
-            return key
-    except FileNotFoundError:
-        pass
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # first writer wins; every process then reads the same key
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    with open(path, "rb") as f:
-        return f.read()
+def _load_key(path: str, create: bool) -> bytes | None:
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if not create:
+                return None
+            atomic_create(path, secrets.token_bytes(_KEY_BYTES), 0o600)
+            continue
+        except OSError as e:
+            raise ServerException(f"cannot read the download URL key {path}: {e.strerror}") from e
+        try:
+            key = os.read(fd, _KEY_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(key) != _KEY_BYTES:
+            raise ServerException(
+                f"the download URL key {path} is damaged ({len(key)} bytes where {_KEY_BYTES} belong): "
+                "remove it to have a new one made (URLs signed with the old key stop working)"
+            )
+        return key
+    raise ServerException(f"cannot create the download URL key {path}")  # pragma: no cover

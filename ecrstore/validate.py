@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import invalid_parameter
+from .errors import InvalidParameterException, InvalidTagParameterException, TooManyTagsException, invalid_parameter
+from .limits import MAX_REPOSITORY_TAGS, MAX_RESULTS
+from .models import EncryptionConfiguration, ExclusionFilter, ImageScanningConfiguration, Tag
 
 #: The service model's pattern for repositoryName, the one enforced.
 REPOSITORY_NAME_PATTERN = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
@@ -22,7 +24,6 @@ _UPLOAD_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 
 TAG_MUTABILITY = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 ENCRYPTION_TYPES = ("AES256", "KMS", "KMS_DSSE")
-MAX_PART_BYTES = 20_971_520
 
 
 def string(value: Any, member: str, *, min_len: int = 0, max_len: int | None = None) -> str:
@@ -94,6 +95,67 @@ def max_results(value: Any, member: str = "maxResults") -> int | None:
     if value is None:
         return None
     non_negative(value, member)
-    if not 1 <= value <= 1000:
-        raise invalid_parameter(member, "Member must have value between 1 and 1000")
+    if not 1 <= value <= MAX_RESULTS:
+        raise invalid_parameter(member, f"Member must have value between 1 and {MAX_RESULTS}")
     return value
+
+
+def tags(tags: Sequence[Tag] | None) -> list[dict[str, str]]:
+    if tags is None:
+        return []
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Sequence):
+        raise InvalidTagParameterException("tags must be a list of Tag")
+    if len(tags) > MAX_REPOSITORY_TAGS:
+        raise TooManyTagsException(f"A repository may have at most {MAX_REPOSITORY_TAGS} tags")
+    out = []
+    for tag in tags:
+        if not isinstance(tag, Tag):
+            raise InvalidTagParameterException("tags must be a list of Tag")
+        if not isinstance(tag.key, str) or not 1 <= len(tag.key) <= 128:
+            raise InvalidTagParameterException("Tag keys must be strings of 1 to 128 characters")
+        if not isinstance(tag.value, str) or len(tag.value) > 256:
+            raise InvalidTagParameterException("Tag values must be strings of at most 256 characters")
+        out.append({"Key": tag.key, "Value": tag.value})
+    return out
+
+
+def encryption(conf: EncryptionConfiguration | None) -> EncryptionConfiguration:
+    if conf is None:
+        return EncryptionConfiguration()
+    if not isinstance(conf, EncryptionConfiguration):
+        raise invalid_parameter("encryptionConfiguration", "Member must be an EncryptionConfiguration")
+    etype, key = conf.encryption_type, conf.kms_key
+    enum(etype, "encryptionConfiguration.encryptionType", ENCRYPTION_TYPES)
+    if key is not None:
+        string(key, "encryptionConfiguration.kmsKey", min_len=1, max_len=2048)
+        if etype == "AES256":
+            raise InvalidParameterException("A KMS key can only be given with the KMS or KMS_DSSE encryption type")
+    return conf
+
+
+def scanning(conf: ImageScanningConfiguration | None) -> ImageScanningConfiguration:
+    if conf is None:
+        return ImageScanningConfiguration()
+    if isinstance(conf, ImageScanningConfiguration) and isinstance(conf.scan_on_push, bool):
+        return conf
+    raise invalid_parameter("imageScanningConfiguration", "Member must be a structure with a boolean scanOnPush")
+
+
+def exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str) -> list[dict[str, str]]:
+    if filters is None:
+        filters = ()
+    if isinstance(filters, (str, bytes)) or not isinstance(filters, Sequence) or len(filters) > 5:
+        raise invalid_parameter("imageTagMutabilityExclusionFilters", "Member must be a list of at most 5 filters")
+    if filters and not mutability.endswith("_WITH_EXCLUSION"):
+        raise InvalidParameterException("Exclusion filters need a *_WITH_EXCLUSION tag mutability")
+    out = []
+    for f in filters:
+        if not isinstance(f, ExclusionFilter) or f.filter_type != "WILDCARD":
+            raise invalid_parameter("imageTagMutabilityExclusionFilters.filterType", "Member must satisfy enum value set: [WILDCARD]")
+        pattern = f.filter
+        string(pattern, "imageTagMutabilityExclusionFilters.filter", min_len=1, max_len=128)
+        if not all(c.isalnum() or c in "._*-" for c in pattern):
+            raise invalid_parameter("imageTagMutabilityExclusionFilters.filter",
+                                    "Member must satisfy regular expression pattern: ^[0-9a-zA-Z._*-]{1,128}")
+        out.append({"filterType": "WILDCARD", "filter": pattern})
+    return out

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 from storeutil import SMALL
 
-from ecrstore import Store, errors, index
+from ecrstore import Store, errors
+from ecrstore.index.lmdb import LmdbIndex
 
 REPOS = ("app", "mirror", "lib/base")
 SCRATCH = "scratch"  # created, filled, deleted and purged inside one plan: exercises trash/
@@ -160,8 +161,8 @@ def die() -> None:
 #: Named steps inside a call, hooked at the system calls the engine makes and at the index's
 #: write transaction, not at its private functions: (owner, attribute, die before or after it).
 POINTS = {
-    "precommit": (index.Index, "write", "before"),  # files done, the index not yet written
-    "commit": (index.Index, "write", "after"),  # committed, not yet acknowledged
+    "precommit": (LmdbIndex, "write", "before"),  # files done, the index not yet written
+    "commit": (LmdbIndex, "write", "after"),  # committed, not yet acknowledged
     "pwrite": (os, "pwrite", "after"),  # some of a part's bytes written, not synced
     "fdatasync": (os, "fdatasync", "after"),  # a part's data durable, not committed
     "link": (os, "link", "after"),  # completion: the data file has a temporary second name

@@ -244,17 +244,19 @@ def test_download_url_signed_and_checked(store):
     url = store.get_download_url_for_layer("app", layers[0], base_url="http://127.0.0.1:9", expires_in=60).download_url
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
-    with store.open_download("GET", parts.path, query) as rd:
+    registry, repository, digest = store.url_signer.verify("GET", parts.path, query)
+    assert (registry, repository, digest) == ("000000000000", "app", layers[0])
+    with store.open_layer(repository, digest, registry_id=registry) as rd:
         assert digest_of(rd.read()) == layers[0]
     for tampered in (dict(query, **{"X-Ecrstore-Expires": str(int(query["X-Ecrstore-Expires"]) + 1)}),
                      dict(query, **{"X-Ecrstore-Signature": "0" * 64}), {}):
         with pytest.raises(errors.AccessDeniedException):
-            store.open_download("GET", parts.path, tampered)
+            store.url_signer.verify("GET", parts.path, tampered)
     with pytest.raises(errors.AccessDeniedException):
-        store.open_download("GET", parts.path.replace(layers[0][7:], layers[1][7:]), query)
+        store.url_signer.verify("GET", parts.path.replace(layers[0][7:], layers[1][7:]), query)
     expired = store.get_download_url_for_layer("app", layers[0], base_url=BASE, expires_in=-1).download_url
     with pytest.raises(errors.AccessDeniedException):
-        store.open_download("GET", urlsplit(expired).path, dict(parse_qsl(urlsplit(expired).query)))
+        store.url_signer.verify("GET", urlsplit(expired).path, dict(parse_qsl(urlsplit(expired).query)))
 
 
 def test_delete_repository_honours_images(store):

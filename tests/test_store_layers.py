@@ -232,7 +232,8 @@ def test_idle_uploads_expire_and_are_purged(tmp_path):
 
 def test_damaged_midstate_is_recovered_by_rehashing(store):
     """A stored state that fails its checksum is never trusted: the data file is re-hashed."""
-    from ecrstore.records import UploadRecord
+    from ecrstore.index.lmdb_codec import encode_upload
+    from ecrstore.index.records import UploadRecord
 
     payload = data(3000, seed=9)
     up = store.initiate_layer_upload("app").upload_id
@@ -243,7 +244,7 @@ def test_damaged_midstate_is_recovered_by_rehashing(store):
         rec = t.get_upload(uid)
         bad = bytearray(rec.state)
         bad[40] ^= 0xFF
-        t._t.put(uid, UploadRecord(**{**_fields(rec), "state": bytes(bad)}).encode(), db=t._db["uploads"])
+        t._t.put(uid, encode_upload(UploadRecord(**{**_fields(rec), "state": bytes(bad)})), db=t._db["uploads"])
 
     store._index.write(damage)
     store.upload_layer_part("app", up, 2048, 2999, payload[2048:])

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from ..errors import InvalidLayerException, LayerAlreadyExistsException
-from ..uploads import FileRange
+from ..hashing import FileRange
 from .errors import BlobMismatchError, SourceError, TransferError
 from .formats import BlobSource
 from .sources import Extent, Tree

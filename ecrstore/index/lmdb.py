@@ -1,41 +1,18 @@
-"""The LMDB index: repositories, upload sessions, blobs and per-repository layer links.
+"""The LMDB index backend: the embedded default, one environment per process per store.
 
-This is the only module that imports :mod:`lmdb`. It owns the environment (one per process per
-store, reopened after fork), the named databases, the binary record formats (pinned by golden
-tests), map growth (``MapFullError`` / ``MapResizedError`` handled in :meth:`Index.write` and
-:meth:`Index.read` only) and the translation of every ``lmdb.Error`` into ServerException.
-
-Databases (keys are bytes; ``rid`` = 8-byte big-endian repository id, ``dg`` = 32-byte sha256):
-
-============  ===============================  ==========================================
-name          key                              value
-============  ===============================  ==========================================
-meta          b"format", b"next_repo_id"       ascii integers
-repos         b"<registryId>/<name>"           JSON :class:`RepoRecord`
-uploads       16-byte uuid                     :class:`UploadRecord` (struct + sha256 state)
-expiry        8-byte float time + uuid         b"" (uploads by last activity, for purge)
-repo_uploads  rid + uuid                       b"" (a repository's uploads, for delete)
-blobs         dg                               :class:`BlobRecord`
-links         rid + dg                         :class:`LinkRecord` (layer of a repository)
-blob_links    dg + rid                         b"" (reverse of links: is a blob referenced)
-images        rid + dg (manifest)              :class:`ImageRecord` (manifest bytes kept)
-tags          rid + tag                        dg of the image the tag points at
-image_tags    rid + dg + tag                   b"" (the tags of an image)
-image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
-layer_refs    rid + layer dg + image dg        media type the image references the blob with
-counts        rid                              images in the repository (8-byte count)
-repo_ids      rid                              the repository's registry id (ascii)
-============  ===============================  ==========================================
-
-Transactions are short and never held across file I/O; the write transaction is where every
-state change commits atomically. With ``durable=True`` a commit is on stable storage when it
-returns (LMDB ``sync`` and ``metasync``); callers make layer data durable *before* committing.
+This is the only module that imports :mod:`lmdb`. It owns the environment (reopened after
+fork), the named databases (their key layouts and the record formats are in
+:mod:`.lmdb_codec`), map growth (``MapFullError`` / ``MapResizedError`` handled in
+:meth:`LmdbIndex.write` and :meth:`LmdbIndex.read` only) and the translation of every
+``lmdb.Error`` into ServerException. It keeps the contract of :mod:`ecrstore.index.base`:
+LMDB has one writer at a time, so a write transaction's checks hold at commit; with
+``durable=True`` a commit is on stable storage when it returns (``sync`` and ``metasync``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,27 +20,26 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import ServerException
-from .records import FORMAT_VERSION, RID, BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord, repo_key
+from ..errors import ServerException
+from . import lmdb_codec as codec
+from .base import IndexCounts
+from .lmdb_codec import DB_NAMES, FORMAT_VERSION, repo_key
+from .records import ImageRecord, LinkRecord, RepoRecord, UploadRecord, BlobRecord
 
-__all__ = ["Index", "Txn", "RepoRecord", "UploadRecord", "BlobRecord", "LinkRecord", "FORMAT_VERSION"]
+__all__ = ["LmdbIndex", "LmdbTxn"]
 
 T = TypeVar("T")
 
-_DB_NAMES = (
-    "meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links",
-    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids",
-)
-_RID = RID
-_TIME = struct.Struct(">d")
+_RID = codec.RID
+_TIME = codec.TIME
 _EMPTY = b""
 
 
 # --- transactions ----------------------------------------------------------------------------
 
 
-class Txn:
-    """Typed access to the databases inside one LMDB transaction."""
+class LmdbTxn:
+    """The read and write protocols of :mod:`.base` over one LMDB transaction."""
 
     __slots__ = ("_t", "_db")
 
@@ -81,15 +57,15 @@ class Txn:
     # repositories
     def get_repo(self, registry_id: str, name: str) -> RepoRecord | None:
         raw = self._t.get(repo_key(registry_id, name), db=self._db["repos"])
-        return None if raw is None else RepoRecord.decode(raw)
+        return None if raw is None else codec.decode_repo(raw)
 
     def put_repo(self, rec: RepoRecord) -> None:
-        self._t.put(rec.key, rec.encode(), db=self._db["repos"])
-        self._t.put(rec.rid, rec.registry_id.encode(), db=self._db["repo_ids"])
+        self._t.put(repo_key(rec.registry_id, rec.name), codec.encode_repo(rec), db=self._db["repos"])
+        self._t.put(_RID.pack(rec.id), rec.registry_id.encode(), db=self._db["repo_ids"])
 
     def delete_repo(self, rec: RepoRecord) -> None:
-        self._t.delete(rec.key, db=self._db["repos"])
-        self._t.delete(rec.rid, db=self._db["repo_ids"])
+        self._t.delete(repo_key(rec.registry_id, rec.name), db=self._db["repos"])
+        self._t.delete(_RID.pack(rec.id), db=self._db["repo_ids"])
 
     def registry_links(self, registry_id: str, dgs: list[bytes]) -> set[bytes]:
         """Which of ``dgs`` some repository of ``registry_id`` links. Registries are tenants:
@@ -122,11 +98,11 @@ class Txn:
         for k, v in cur:
             if not k.startswith(prefix):
                 return
-            yield RepoRecord.decode(v)
+            yield codec.decode_repo(v)
 
     def get_upload(self, uid: bytes) -> UploadRecord | None:
         raw = self._t.get(uid, db=self._db["uploads"])
-        return None if raw is None else UploadRecord.decode(raw)
+        return None if raw is None else codec.decode_upload(raw)
 
     def put_upload(self, uid: bytes, rec: UploadRecord, old: UploadRecord | None = None) -> None:
         """Insert or replace an upload; ``old`` is the record it replaces (for the expiry key)."""
@@ -135,7 +111,7 @@ class Txn:
         self._t.put(_TIME.pack(rec.updated) + uid, _EMPTY, db=self._db["expiry"])
         if old is None:
             self._t.put(_RID.pack(rec.repo_id) + uid, _EMPTY, db=self._db["repo_uploads"])
-        self._t.put(uid, rec.encode(), db=self._db["uploads"])
+        self._t.put(uid, codec.encode_upload(rec), db=self._db["uploads"])
 
     def delete_upload(self, uid: bytes, rec: UploadRecord) -> None:
         self._t.delete(uid, db=self._db["uploads"])
@@ -155,23 +131,27 @@ class Txn:
                 out.append((uid, rec))
         return out
 
+    def iter_uploads(self) -> Iterator[tuple[bytes, UploadRecord]]:
+        for k, v in self._t.cursor(db=self._db["uploads"]):
+            yield bytes(k), codec.decode_upload(v)
+
     def repo_upload_ids(self, repo_id: int) -> list[bytes]:
         prefix = _RID.pack(repo_id)
         return [k[8:] for k in _prefix_keys(self._t.cursor(db=self._db["repo_uploads"]), prefix)]
 
     def get_blob(self, dg: bytes) -> BlobRecord | None:
         raw = self._t.get(dg, db=self._db["blobs"])
-        return None if raw is None else BlobRecord.decode(raw)
+        return None if raw is None else codec.decode_blob(raw)
 
     def put_blob(self, dg: bytes, rec: BlobRecord) -> None:
-        self._t.put(dg, rec.encode(), db=self._db["blobs"])
+        self._t.put(dg, codec.encode_blob(rec), db=self._db["blobs"])
 
     def delete_blob(self, dg: bytes) -> None:
         self._t.delete(dg, db=self._db["blobs"])
 
     def iter_blobs(self) -> Iterator[tuple[bytes, BlobRecord]]:
         for k, v in self._t.cursor(db=self._db["blobs"]):
-            yield bytes(k), BlobRecord.decode(v)
+            yield bytes(k), codec.decode_blob(v)
 
     def blob_link_repos(self, dg: bytes) -> list[int]:
         """Ids of the repositories that link a blob."""
@@ -183,7 +163,7 @@ class Txn:
     # links (layers of a repository)
     def get_link(self, repo_id: int, dg: bytes) -> LinkRecord | None:
         raw = self._t.get(_RID.pack(repo_id) + dg, db=self._db["links"])
-        return None if raw is None else LinkRecord.decode(raw)
+        return None if raw is None else codec.decode_link(raw)
 
     def get_links(self, repo_id: int, dgs: list[bytes]) -> dict[bytes, tuple[int, str]]:
         """(size, media type) of the links of many digests, in one cursor pass. The hot path
@@ -192,11 +172,11 @@ class Txn:
             return {}
         rid = _RID.pack(repo_id)
         cur = self._t.cursor(db=self._db["links"])
-        return {k[8:]: LinkRecord.size_and_type(v) for k, v in cur.getmulti([rid + d for d in dgs])}
+        return {k[8:]: codec.link_size_and_type(v) for k, v in cur.getmulti([rid + d for d in dgs])}
 
     def put_link(self, repo_id: int, dg: bytes, rec: LinkRecord) -> None:
         rid = _RID.pack(repo_id)
-        self._t.put(rid + dg, rec.encode(), db=self._db["links"])
+        self._t.put(rid + dg, codec.encode_link(rec), db=self._db["links"])
         self._t.put(dg + rid, _EMPTY, db=self._db["blob_links"])
 
     def delete_link(self, repo_id: int, dg: bytes) -> None:
@@ -212,21 +192,21 @@ class Txn:
         for k, v in cur:
             if k[:8] != prefix:
                 return
-            yield bytes(k[8:]), LinkRecord.decode(v)
+            yield bytes(k[8:]), codec.decode_link(v)
 
     def iter_all_links(self) -> Iterator[tuple[int, bytes, LinkRecord]]:
         for k, v in self._t.cursor(db=self._db["links"]):
-            yield _RID.unpack_from(k)[0], bytes(k[8:]), LinkRecord.decode(v)
+            yield _RID.unpack_from(k)[0], bytes(k[8:]), codec.decode_link(v)
 
     # images
     def get_image(self, repo_id: int, dg: bytes, *, with_manifest: bool = True) -> ImageRecord | None:
         raw = self._t.get(_RID.pack(repo_id) + dg, db=self._db["images"])
-        return None if raw is None else ImageRecord.decode(raw, with_manifest=with_manifest)
+        return None if raw is None else codec.decode_image(raw, with_manifest=with_manifest)
 
     def put_image(self, repo_id: int, dg: bytes, rec: ImageRecord) -> None:
         """Insert a new image (the caller checked it is new) and count it."""
         rid = _RID.pack(repo_id)
-        self._t.put(rid + dg, rec.encode(), db=self._db["images"])
+        self._t.put(rid + dg, codec.encode_image(rec), db=self._db["images"])
         self._add_count(rid, 1)
 
     def delete_image(self, repo_id: int, dg: bytes) -> None:
@@ -296,8 +276,11 @@ class Txn:
     def layer_is_referenced(self, repo_id: int, layer: bytes) -> bool:
         return _has_prefix(self._t.cursor(db=self._db["layer_refs"]), _RID.pack(repo_id) + layer)
 
-    def count(self, name: str) -> int:
-        return self._t.stat(self._db[name])["entries"]
+    def counts(self) -> IndexCounts:
+        def n(name: str) -> int:
+            return int(self._t.stat(self._db[name])["entries"])
+
+        return IndexCounts(repositories=n("repos"), links=n("links"), blobs=n("blobs"), uploads=n("uploads"))
 
 
 def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
@@ -357,17 +340,26 @@ class _ResizeGuard:
                 self._cond.notify_all()
 
 
-class Index:
+def _is_read_only_fs(e: lmdb.Error) -> bool:
+    # py-lmdb reports the errno only in the message ("...: Read-only file system").
+    return any(os.strerror(code) in str(e) for code in (errno.EROFS, errno.EACCES))
+
+
+class LmdbIndex:
     """One store's LMDB environment, safe for threads; reopened transparently after ``fork``.
 
     ``durable=True``: a write transaction is on stable storage when :meth:`write` returns.
     ``durable=False``: commits survive a process crash (they are in the OS page cache) but not
-    an OS crash until :meth:`sync`.
+    an OS crash until :meth:`sync`. ``read_only=True`` writes nothing, not even the lock file
+    where it cannot (a read-only file system: then it relies on nobody writing meanwhile), and
+    :meth:`write` raises ServerException.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True,
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True, read_only: bool = False,
                  map_size: int = 1 << 30, max_readers: int = 1024) -> None:
         self._path = os.fspath(path)
+        self.durable = durable
+        self.read_only = read_only
         self._durable = durable
         self._initial_map_size = map_size
         self._max_readers = max_readers
@@ -396,26 +388,47 @@ class Index:
                     self._env.close()
                 except lmdb.Error:
                     pass
-            env = lmdb.open(
-                self._path, map_size=self._initial_map_size, max_dbs=len(_DB_NAMES) + 4,
-                max_readers=self._max_readers, sync=self._durable, metasync=self._durable,
-                writemap=False, readahead=False, subdir=True, lock=True,
-            )
+            env = self._open_env(lock=True)
+            if env is None:  # read-only file system: no lock file can be taken
+                env = self._open_env(lock=False)
+            assert env is not None
             # Clear reader slots left by processes that died holding a read transaction, so
             # they cannot pin old pages (and grow the file) forever.
-            env.reader_check()
-            with env.begin(write=True) as txn:
-                dbs = {name: env.open_db(name.encode(), txn=txn) for name in _DB_NAMES}
-                fmt = txn.get(b"format", db=dbs["meta"])
-                if fmt is None:
-                    txn.put(b"format", str(FORMAT_VERSION).encode(), db=dbs["meta"])
-                elif int(fmt) != FORMAT_VERSION:
-                    raise ServerException(f"store format {int(fmt)} is not supported (expected {FORMAT_VERSION})")
+            if not self.read_only:
+                env.reader_check()
+            if self.read_only:
+                # Handles opened inside a read transaction die with it: let py-lmdb open each
+                # in a transaction of its own, which it commits.
+                dbs = {name: env.open_db(name.encode(), create=False) for name in DB_NAMES}
+                with env.begin() as txn:
+                    fmt = txn.get(b"format", db=dbs["meta"])
+            else:
+                with env.begin(write=True) as txn:
+                    dbs = {name: env.open_db(name.encode(), txn=txn) for name in DB_NAMES}
+                    fmt = txn.get(b"format", db=dbs["meta"])
+                    if fmt is None:
+                        fmt = str(FORMAT_VERSION).encode()
+                        txn.put(b"format", fmt, db=dbs["meta"])
+            if fmt is None or int(fmt) != FORMAT_VERSION:
+                raise ServerException(f"store format {fmt!r} is not supported (expected {FORMAT_VERSION})")
             self._env, self._dbs, self._pid = env, dbs, os.getpid()
             return env
 
+    def _open_env(self, *, lock: bool) -> lmdb.Environment | None:
+        try:
+            return lmdb.open(
+                self._path, map_size=self._initial_map_size, max_dbs=len(DB_NAMES) + 4,
+                max_readers=self._max_readers, sync=self._durable, metasync=self._durable,
+                writemap=False, readahead=False, subdir=True, lock=lock, readonly=self.read_only,
+                create=not self.read_only,
+            )
+        except lmdb.Error as e:
+            if lock and self.read_only and _is_read_only_fs(e):
+                return None
+            raise
+
     @contextmanager
-    def read(self) -> Iterator[Txn]:
+    def read(self) -> Iterator[LmdbTxn]:
         """A short read-only snapshot. Do not hold it across file I/O."""
         while True:
             with self._guard.shared():
@@ -428,7 +441,7 @@ class Index:
                     raise ServerException(f"index read failed: {e}") from e
                 else:
                     try:
-                        yield Txn(txn, self._dbs)
+                        yield LmdbTxn(txn, self._dbs)
                     except lmdb.Error as e:
                         raise ServerException(f"index read failed: {e}") from e
                     finally:
@@ -436,19 +449,21 @@ class Index:
                     return
             self._guard.exclusive(lambda: env.set_mapsize(0))
 
-    def write(self, fn: Callable[[Txn], T]) -> T:
+    def write(self, fn: Callable[[LmdbTxn], T]) -> T:
         """Run ``fn`` in one write transaction and commit it; answer what ``fn`` returns.
 
         ``fn`` may run more than once (when the map must grow it is re-run in a new
         transaction), so it must not have effects outside the transaction that a second run
         would repeat wrongly. An exception from ``fn`` aborts the transaction and propagates.
         """
+        if self.read_only:
+            raise ServerException("the store is open read-only")
         while True:
             with self._guard.shared():
                 env = self._environment()
                 try:
                     with env.begin(write=True) as txn:
-                        return fn(Txn(txn, self._dbs))
+                        return fn(LmdbTxn(txn, self._dbs))
                 except lmdb.MapFullError:
                     grow = True
                 except lmdb.MapResizedError:

@@ -1,0 +1,42 @@
+"""ECR's limits and the engine's defaults, each named once.
+
+Every module that enforces or advertises one of these imports it from here (the CLI and the
+server take their defaults from here too), so a limit cannot drift between two spellings.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_PART_BYTES", "DEFAULT_REGION", "DEFAULT_REGISTRY_ID", "DEFAULT_UPLOAD_TTL",
+    "MAX_IMAGES_PER_REPOSITORY", "MAX_LAYERS_PER_IMAGE", "MAX_LAYER_BYTES", "MAX_MANIFEST_CHARS",
+    "MAX_PARTS", "MAX_PART_BYTES", "MAX_REPOSITORY_TAGS", "MAX_TAGS_PER_IMAGE", "MIN_PART_BYTES",
+    "MAX_RESULTS", "DEFAULT_PAGE",
+]
+
+#: The registry (account) calls address when they name none.
+DEFAULT_REGISTRY_ID = "000000000000"
+#: The region named in repository ARNs and URIs.
+DEFAULT_REGION = "us-east-1"
+
+#: ECR's layer part rules: every part but the last at least MIN, none above MAX (the service
+#: model's bound for ``layerPartBlob``); InitiateLayerUpload advises DEFAULT.
+MIN_PART_BYTES = 5 * 2**20
+DEFAULT_PART_BYTES = 10 * 2**20
+MAX_PART_BYTES = 20 * 2**20
+#: Parts per upload, and the largest layer (ECR's quotas).
+MAX_PARTS = 4200
+MAX_LAYER_BYTES = 52_000 * 2**20
+#: Seconds an upload may stay idle before it answers UploadNotFound and purge reclaims it.
+DEFAULT_UPLOAD_TTL = 24 * 3600.0
+
+#: PutImage: the manifest's size in characters, the layers of an image, tags per image.
+MAX_MANIFEST_CHARS = 4_194_304
+MAX_LAYERS_PER_IMAGE = 127
+MAX_TAGS_PER_IMAGE = 1000
+MAX_IMAGES_PER_REPOSITORY = 10_000
+#: Resource tags of a repository.
+MAX_REPOSITORY_TAGS = 50
+
+#: Pagination: the largest maxResults, and the page size when none is asked for.
+MAX_RESULTS = 1000
+DEFAULT_PAGE = 100
