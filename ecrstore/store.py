@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,25 +21,20 @@ from typing import Any, TypeVar
 from . import validate as v
 from .blobs.base import BlobReader
 from .blobs.local import Layout, LocalBlobStore
-from .digest import Digest, parse_digest, try_parse_digest
+from .digest import parse_digest
 from .errors import (
     EcrError,
     InvalidParameterException,
-    LayersNotFoundException,
-    RepositoryAlreadyExistsException,
-    RepositoryNotEmptyException,
     ServerException,
     UploadNotFoundException,
     invalid_parameter,
-    repository_not_found,
 )
 from .hashing import PartSource
 from .images import Images
-from .index.base import WriteTxn
+from .layers import Layers
 from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord, UploadRecord
 from .limits import (
-    DEFAULT_PAGE,
     DEFAULT_PART_BYTES,
     DEFAULT_REGION,
     DEFAULT_REGISTRY_ID,
@@ -50,6 +44,7 @@ from .limits import (
     MAX_PART_BYTES,
     MIN_PART_BYTES,
 )
+from .repositories import Repositories
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
@@ -65,8 +60,6 @@ from .models import (
     ImageIdentifier,
     ImageScanningConfiguration,
     InitiateLayerUploadResult,
-    Layer,
-    LayerFailure,
     ListImagesFilter,
     ListImagesResult,
     PutImageResult,
@@ -75,7 +68,6 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
-from .tokens import decode_token, encode_token
 from .uploads import Uploads
 from .urls import UrlSigner
 
@@ -150,6 +142,8 @@ class Store:
         self._uploads = Uploads(self._index, self._blobs, min_part_size=min_part_size,
                                 upload_ttl=upload_ttl, pool=self._pool)
         self._maint = Maintenance(self._index, self._blobs, self._uploads)
+        self._repos = Repositories(self._index, registry_id=self.registry_id, region=region)
+        self._layers = Layers(self._index, self._blobs)
         self._signer = UrlSigner(os.path.join(self.path, _KEY_FILE), create=not read_only)
         self._images = Images(
             self._index, self._signer,
@@ -209,30 +203,9 @@ class Store:
     ) -> Repository:
         """CreateRepository. Errors: InvalidParameter, InvalidTagParameter, TooManyTags,
         RepositoryAlreadyExists. Durable on return (durable mode)."""
-        registry = v.registry_id(registry_id, self.registry_id)
-        name = v.repository_name(repository_name)
-        mutability = v.enum(image_tag_mutability, "imageTagMutability", v.TAG_MUTABILITY)
-        filters = v.exclusion_filters(image_tag_mutability_exclusion_filters, mutability)
-        scan = v.scanning(image_scanning_configuration)
-        enc = v.encryption(encryption_configuration)
-        tag_list = v.tags(tags)
-        now = time.time()
-
-        def commit(t: WriteTxn) -> RepoRecord:
-            if t.get_repo(registry, name) is not None:
-                raise RepositoryAlreadyExistsException(
-                    f"The repository with name '{name}' already exists in the registry with id '{registry}'"
-                )
-            rec = RepoRecord(
-                id=t.next_repo_id(), registry_id=registry, name=name, created_at=now,
-                image_tag_mutability=mutability, image_tag_mutability_exclusion_filters=filters,
-                scan_on_push=scan.scan_on_push, encryption_type=enc.encryption_type,
-                kms_key=enc.kms_key, tags=tag_list,
-            )
-            t.put_repo(rec)
-            return rec
-
-        return self._repository(self._index.write(commit))
+        return self._repos.create(registry_id, repository_name, image_tag_mutability,
+                                  image_tag_mutability_exclusion_filters, image_scanning_configuration,
+                                  encryption_configuration, tags)
 
     def describe_repositories(
         self,
@@ -244,34 +217,7 @@ class Store:
     ) -> DescribeRepositoriesResult:
         """DescribeRepositories: the named repositories (each must exist:
         RepositoryNotFound), or a page of all of them in name order."""
-        registry = v.registry_id(registry_id, self.registry_id)
-        page = v.max_results(max_results)
-        if repository_names is not None:
-            names = v.str_list(repository_names, "repositoryNames", max_items=100)
-            for n in names:
-                v.repository_name(n, "repositoryNames")
-            if page is not None or next_token is not None:
-                raise InvalidParameterException(
-                    "maxResults and nextToken cannot be used with repositoryNames"
-                )
-            with self._index.read() as t:
-                recs = [t.get_repo(registry, n) for n in names]
-            for n, rec in zip(names, recs):
-                if rec is None:
-                    raise repository_not_found(registry, n)
-            return DescribeRepositoriesResult(tuple(self._repository(r) for r in recs))
-        after = _decode_token(next_token, registry) if next_token is not None else None
-        limit = page or DEFAULT_PAGE
-        with self._index.read() as t:
-            recs = []
-            for rec in t.iter_repos(registry, after):
-                recs.append(rec)
-                if len(recs) > limit:
-                    break
-        more = len(recs) > limit
-        recs = recs[:limit]
-        token = _encode_token(registry, recs[-1].name) if more else None
-        return DescribeRepositoriesResult(tuple(self._repository(r) for r in recs), token)
+        return self._repos.describe(registry_id, repository_names, max_results, next_token)
 
     def delete_repository(self, repository_name: str, *, registry_id: str | None = None,
                           force: bool = False) -> Repository:
@@ -279,35 +225,9 @@ class Store:
         and with ``force`` its images (blobs no other repository links are reclaimed by
         :meth:`gc` / :meth:`purge`). Errors: RepositoryNotFound, RepositoryNotEmpty (images
         present and not ``force``). One transaction: all of it happens or none."""
-        registry = v.registry_id(registry_id, self.registry_id)
-        name = v.repository_name(repository_name)
-        if not isinstance(force, bool):
-            raise invalid_parameter("force", "Member must be a boolean")
-
-        def commit(t: WriteTxn) -> tuple[RepoRecord, list[bytes]]:
-            rec = t.get_repo(registry, name)
-            if rec is None:
-                raise repository_not_found(registry, name)
-            if t.image_count(rec.id):
-                if not force:
-                    raise RepositoryNotEmptyException(
-                        f"The repository with name '{name}' in registry with id '{registry}' cannot be "
-                        "deleted because it still contains images"
-                    )
-                self._images.delete_all(t, rec.id)
-            uids = t.repo_upload_ids(rec.id)
-            for uid in uids:
-                up = t.get_upload(uid)
-                if up is not None:
-                    t.delete_upload(uid, up)
-            for dg, _ in list(t.iter_links(rec.id)):
-                t.delete_link(rec.id, dg)
-            t.delete_repo(rec)
-            return rec, uids
-
-        rec, uids = self._index.write(commit)
+        rec, uids = self._repos.delete(registry_id, repository_name, force, self._images.delete_all)
         self._os(self._uploads.remove_data, uids)
-        return self._repository(rec)
+        return self._repos.result(rec)
 
     # --- layer upload --------------------------------------------------------------------
 
@@ -399,65 +319,19 @@ class Store:
         InvalidParameter. Reads one snapshot; changes nothing.
         """
         registry = v.registry_id(registry_id, self.registry_id)
-        name = v.repository_name(repository_name)
-        raw = v.str_list(layer_digests, "layerDigests", max_items=100, max_len=1000)
-        # This call is on every push's critical path (clients ask before each layer), so the
-        # common well-formed sha256 form is recognised with one regex and no Digest objects.
-        keys: list[bytes | None] = []
-        for text in raw:
-            m = _SHA256_RE.fullmatch(text)
-            if m is not None:
-                keys.append(bytes.fromhex(m.group(1)))
-            else:
-                d = try_parse_digest(text)
-                keys.append(d.raw if d is not None and d.is_sha256 else (b"" if d is not None else None))
-        wanted = [k for k in keys if k]
-        with self._index.read() as t:
-            repo = t.get_repo(registry, name)
-            if repo is None:
-                raise repository_not_found(registry, name)
-            links = t.get_links(repo.id, wanted)
-            stored = t.registry_links(registry, [k for k in wanted if k not in links])
-        layers: list[Layer] = []
-        failures: list[LayerFailure] = []
-        for text, key in zip(raw, keys):
-            if key is None:
-                failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
-            elif key in links:
-                size, media_type = links[key]
-                layers.append(Layer("sha256:" + key.hex(), "AVAILABLE", size, media_type or None))
-            elif key in stored:
-                layers.append(Layer("sha256:" + key.hex(), "UNAVAILABLE"))
-            else:
-                failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
-        return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))
+        return self._layers.batch_check(registry, repository_name, layer_digests)
 
     def open_layer(self, repository_name: str, layer_digest: str, *, registry_id: str | None = None) -> BlobReader:
         """A reader over a layer of this repository. Errors: RepositoryNotFound,
         LayersNotFound (not a layer of this repository), InvalidParameter, ServerException
         (the stored bytes are missing or not the recorded size: checked before any is read).
         The reader stays valid if the layer is deleted meanwhile; one per thread."""
-        d = parse_digest(layer_digest, "layerDigest")
         registry = v.registry_id(registry_id, self.registry_id)
-        name = v.repository_name(repository_name)
-        with self._index.read() as t:
-            repo = t.get_repo(registry, name)
-            if repo is None:
-                raise repository_not_found(registry, name)
-            link = t.get_link(repo.id, d.raw) if d.is_sha256 else None
-        if link is None:
-            raise LayersNotFoundException(
-                f"The layer with digest {d} does not exist within the repository with name "
-                f"'{name}' in the registry with id '{registry}'"
-            )
-        return self._os(self._blobs.open, d.hex, link.size)
+        return self._os(self._layers.open, registry, repository_name, layer_digest)
 
     def list_layers(self, repository_name: str, *, registry_id: str | None = None) -> Iterator[tuple[str, int]]:
         """(digest, size) of every layer of the repository, in digest order (a snapshot)."""
-        repo = self._repo(registry_id, repository_name)
-        with self._index.read() as t:
-            items = [(str(Digest.from_raw(dg)), rec.size) for dg, rec in t.iter_links(repo.id)]
-        return iter(items)
+        return self._layers.list(v.registry_id(registry_id, self.registry_id), repository_name)
 
     # --- images --------------------------------------------------------------------------
 
@@ -552,7 +426,7 @@ class Store:
         registry = v.registry_id(registry_id, self.registry_id)
         with self._index.read() as t:
             rec = t.get_upload(uid)
-            owner = self._repo_by_id(t, registry, rec.repo_id) if rec is not None else None
+            owner = self._repos.by_id(t, registry, rec.repo_id) if rec is not None else None
         if rec is None or owner is None:
             raise UploadNotFoundException(f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
         last = self._os(self._uploads.abort, uid, upload_id)
@@ -577,37 +451,12 @@ class Store:
     # --- helpers -------------------------------------------------------------------------
 
     def _repo(self, registry_id: str | None, repository_name: str) -> RepoRecord:
-        registry = v.registry_id(registry_id, self.registry_id)
-        name = v.repository_name(repository_name)
-        with self._index.read() as t:
-            rec = t.get_repo(registry, name)
-        if rec is None:
-            raise repository_not_found(registry, name)
-        return rec
-
-    @staticmethod
-    def _repo_by_id(t: Any, registry: str, repo_id: int) -> RepoRecord | None:
-        for rec in t.iter_repos(registry):
-            if rec.id == repo_id:
-                return rec
-        return None
+        return self._repos.lookup(registry_id, repository_name)
 
     @staticmethod
     def _upload_info(uid: bytes, rec: UploadRecord, repo: RepoRecord) -> UploadInfo:
         return UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name, rec.received, rec.parts,
                           rec.created, rec.updated)
-
-    def _repository(self, rec: RepoRecord) -> Repository:
-        return Repository(
-            repository_arn=f"arn:aws:ecr:{self.region}:{rec.registry_id}:repository/{rec.name}",
-            registry_id=rec.registry_id,
-            repository_name=rec.name,
-            repository_uri=f"{rec.registry_id}.dkr.ecr.{self.region}.amazonaws.com/{rec.name}",
-            created_at=rec.created_at,
-            image_tag_mutability=rec.image_tag_mutability,
-            image_scanning_configuration=ImageScanningConfiguration(rec.scan_on_push),
-            encryption_configuration=EncryptionConfiguration(rec.encryption_type, rec.kms_key),
-        )
 
     @staticmethod
     def _os(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -619,17 +468,3 @@ class Store:
         except OSError as e:
             log.error("%s failed: %s", getattr(fn, "__name__", fn), e)
             raise ServerException(f"storage failure: {e.strerror or e}") from e
-
-
-def _encode_token(registry: str, after: str) -> str:
-    return encode_token(registry, after)
-
-
-def _decode_token(token: object, registry: str) -> str:
-    def read(fields: list[object]) -> str:
-        reg, after = fields
-        if reg != registry or not isinstance(after, str):
-            raise ValueError
-        return after
-
-    return decode_token(token, read)

@@ -42,7 +42,6 @@ from .errors import (
     LayerAlreadyExistsException,
     LayerPartTooSmallException,
     LimitExceededException,
-    ServerException,
     UploadNotFoundException,
     repository_not_found,
 )

@@ -1,0 +1,86 @@
+"""Reading layers: BatchCheckLayerAvailability, opening a layer, listing a repository's layers.
+
+Each call reads one index snapshot and changes nothing. Registries are tenants: a layer only
+another registry holds is reported as missing, never as present elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from . import validate as v
+from .blobs.base import BlobReader, BlobStore
+from .digest import Digest, parse_digest, try_parse_digest
+from .errors import LayersNotFoundException, repository_not_found
+from .index.base import Index
+from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
+
+__all__ = ["Layers"]
+
+_SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
+
+
+class Layers:
+    def __init__(self, index: Index, blobs: BlobStore) -> None:
+        self._index = index
+        self._blobs = blobs
+
+    def batch_check(self, registry: str, repository_name: str,
+                    layer_digests: Sequence[str]) -> BatchCheckLayerAvailabilityResult:
+        name = v.repository_name(repository_name)
+        raw = v.str_list(layer_digests, "layerDigests", max_items=100, max_len=1000)
+        # This call is on every push's critical path (clients ask before each layer), so the
+        # common well-formed sha256 form is recognised with one regex and no Digest objects.
+        keys: list[bytes | None] = []
+        for text in raw:
+            m = _SHA256_RE.fullmatch(text)
+            if m is not None:
+                keys.append(bytes.fromhex(m.group(1)))
+            else:
+                d = try_parse_digest(text)
+                keys.append(d.raw if d is not None and d.is_sha256 else (b"" if d is not None else None))
+        wanted = [k for k in keys if k]
+        with self._index.read() as t:
+            repo = t.get_repo(registry, name)
+            if repo is None:
+                raise repository_not_found(registry, name)
+            links = t.get_links(repo.id, wanted)
+            stored = t.registry_links(registry, [k for k in wanted if k not in links])
+        layers: list[Layer] = []
+        failures: list[LayerFailure] = []
+        for text, key in zip(raw, keys):
+            if key is None:
+                failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
+            elif key in links:
+                size, media_type = links[key]
+                layers.append(Layer("sha256:" + key.hex(), "AVAILABLE", size, media_type or None))
+            elif key in stored:
+                layers.append(Layer("sha256:" + key.hex(), "UNAVAILABLE"))
+            else:
+                failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
+        return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))
+
+    def open(self, registry: str, repository_name: str, layer_digest: str) -> BlobReader:
+        d = parse_digest(layer_digest, "layerDigest")
+        name = v.repository_name(repository_name)
+        with self._index.read() as t:
+            repo = t.get_repo(registry, name)
+            if repo is None:
+                raise repository_not_found(registry, name)
+            link = t.get_link(repo.id, d.raw) if d.is_sha256 else None
+        if link is None:
+            raise LayersNotFoundException(
+                f"The layer with digest {d} does not exist within the repository with name "
+                f"'{name}' in the registry with id '{registry}'"
+            )
+        return self._blobs.open(d.hex, link.size)
+
+    def list(self, registry: str, repository_name: str) -> Iterator[tuple[str, int]]:
+        name = v.repository_name(repository_name)
+        with self._index.read() as t:
+            repo = t.get_repo(registry, name)
+            if repo is None:
+                raise repository_not_found(registry, name)
+            items = [(str(Digest.from_raw(dg)), rec.size) for dg, rec in t.iter_links(repo.id)]
+        return iter(items)

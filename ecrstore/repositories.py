@@ -1,0 +1,177 @@
+"""ECR's repository operations: CreateRepository, DescribeRepositories, DeleteRepository.
+
+Each write is one index write transaction that re-checks what it depends on; reads use one
+snapshot each. The Repository shapes answered carry the store's region in ARNs and URIs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from . import validate as v
+from .errors import (
+    InvalidParameterException,
+    RepositoryAlreadyExistsException,
+    RepositoryNotEmptyException,
+    invalid_parameter,
+    repository_not_found,
+)
+from .index.base import Index, ReadTxn, WriteTxn
+from .index.records import RepoRecord
+from .limits import DEFAULT_PAGE
+from .models import (
+    DescribeRepositoriesResult,
+    EncryptionConfiguration,
+    ExclusionFilter,
+    ImageScanningConfiguration,
+    Repository,
+    Tag,
+)
+from .tokens import decode_token, encode_token
+
+__all__ = ["Repositories"]
+
+
+class Repositories:
+    def __init__(self, index: Index, *, registry_id: str, region: str) -> None:
+        self._index = index
+        self.registry_id = registry_id
+        self.region = region
+
+    def create(self, registry_id: str | None, repository_name: str, image_tag_mutability: str,
+               image_tag_mutability_exclusion_filters: Sequence[ExclusionFilter] | None,
+               image_scanning_configuration: ImageScanningConfiguration | None,
+               encryption_configuration: EncryptionConfiguration | None,
+               tags: Sequence[Tag] | None) -> Repository:
+        registry = v.registry_id(registry_id, self.registry_id)
+        name = v.repository_name(repository_name)
+        mutability = v.enum(image_tag_mutability, "imageTagMutability", v.TAG_MUTABILITY)
+        filters = v.exclusion_filters(image_tag_mutability_exclusion_filters, mutability)
+        scan = v.scanning(image_scanning_configuration)
+        enc = v.encryption(encryption_configuration)
+        tag_list = v.tags(tags)
+        now = time.time()
+
+        def commit(t: WriteTxn) -> RepoRecord:
+            if t.get_repo(registry, name) is not None:
+                raise RepositoryAlreadyExistsException(
+                    f"The repository with name '{name}' already exists in the registry with id '{registry}'"
+                )
+            rec = RepoRecord(
+                id=t.next_repo_id(), registry_id=registry, name=name, created_at=now,
+                image_tag_mutability=mutability, image_tag_mutability_exclusion_filters=filters,
+                scan_on_push=scan.scan_on_push, encryption_type=enc.encryption_type,
+                kms_key=enc.kms_key, tags=tag_list,
+            )
+            t.put_repo(rec)
+            return rec
+
+        return self.result(self._index.write(commit))
+
+    def describe(self, registry_id: str | None, repository_names: Sequence[str] | None,
+                 max_results: int | None, next_token: str | None) -> DescribeRepositoriesResult:
+        registry = v.registry_id(registry_id, self.registry_id)
+        page = v.max_results(max_results)
+        if repository_names is not None:
+            names = v.str_list(repository_names, "repositoryNames", max_items=100)
+            for n in names:
+                v.repository_name(n, "repositoryNames")
+            if page is not None or next_token is not None:
+                raise InvalidParameterException(
+                    "maxResults and nextToken cannot be used with repositoryNames"
+                )
+            with self._index.read() as t:
+                recs = [t.get_repo(registry, n) for n in names]
+            for n, rec in zip(names, recs):
+                if rec is None:
+                    raise repository_not_found(registry, n)
+            return DescribeRepositoriesResult(tuple(self.result(r) for r in recs))
+        after = _decode_token(next_token, registry) if next_token is not None else None
+        limit = page or DEFAULT_PAGE
+        with self._index.read() as t:
+            recs = []
+            for rec in t.iter_repos(registry, after):
+                recs.append(rec)
+                if len(recs) > limit:
+                    break
+        more = len(recs) > limit
+        recs = recs[:limit]
+        token = _encode_token(registry, recs[-1].name) if more else None
+        return DescribeRepositoriesResult(tuple(self.result(r) for r in recs), token)
+
+    def delete(self, registry_id: str | None, repository_name: str, force: bool,
+               delete_images: Callable[[WriteTxn, int], None]) -> tuple[RepoRecord, list[bytes]]:
+        """Remove the repository (and with ``force`` its images) in one transaction; answer
+        its record and the ids of the uploads it had (their data is the caller's to drop)."""
+        registry = v.registry_id(registry_id, self.registry_id)
+        name = v.repository_name(repository_name)
+        if not isinstance(force, bool):
+            raise invalid_parameter("force", "Member must be a boolean")
+
+        def commit(t: WriteTxn) -> tuple[RepoRecord, list[bytes]]:
+            rec = t.get_repo(registry, name)
+            if rec is None:
+                raise repository_not_found(registry, name)
+            if t.image_count(rec.id):
+                if not force:
+                    raise RepositoryNotEmptyException(
+                        f"The repository with name '{name}' in registry with id '{registry}' cannot be "
+                        "deleted because it still contains images"
+                    )
+                delete_images(t, rec.id)
+            uids = t.repo_upload_ids(rec.id)
+            for uid in uids:
+                up = t.get_upload(uid)
+                if up is not None:
+                    t.delete_upload(uid, up)
+            for dg, _ in list(t.iter_links(rec.id)):
+                t.delete_link(rec.id, dg)
+            t.delete_repo(rec)
+            return rec, uids
+
+        return self._index.write(commit)
+
+    def lookup(self, registry_id: str | None, repository_name: str) -> RepoRecord:
+        """The repository's record. Errors: InvalidParameter, RepositoryNotFound."""
+        registry = v.registry_id(registry_id, self.registry_id)
+        name = v.repository_name(repository_name)
+        with self._index.read() as t:
+            rec = t.get_repo(registry, name)
+        if rec is None:
+            raise repository_not_found(registry, name)
+        return rec
+
+    @staticmethod
+    def by_id(t: ReadTxn, registry: str, repo_id: int) -> RepoRecord | None:
+        for rec in t.iter_repos(registry):
+            if rec.id == repo_id:
+                return rec
+        return None
+
+    def result(self, rec: RepoRecord) -> Repository:
+        """ECR's Repository shape of a record."""
+        return Repository(
+            repository_arn=f"arn:aws:ecr:{self.region}:{rec.registry_id}:repository/{rec.name}",
+            registry_id=rec.registry_id,
+            repository_name=rec.name,
+            repository_uri=f"{rec.registry_id}.dkr.ecr.{self.region}.amazonaws.com/{rec.name}",
+            created_at=rec.created_at,
+            image_tag_mutability=rec.image_tag_mutability,
+            image_scanning_configuration=ImageScanningConfiguration(rec.scan_on_push),
+            encryption_configuration=EncryptionConfiguration(rec.encryption_type, rec.kms_key),
+        )
+
+
+def _encode_token(registry: str, after: str) -> str:
+    return encode_token(registry, after)
+
+
+def _decode_token(token: object, registry: str) -> str:
+    def read(fields: list[object]) -> str:
+        reg, after = fields
+        if reg != registry or not isinstance(after, str):
+            raise ValueError
+        return after
+
+    return decode_token(token, read)
