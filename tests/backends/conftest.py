@@ -1,0 +1,76 @@
+"""The backends every conformance test runs against: one parameter per implementation.
+
+A new index or blob backend joins by adding a factory here; every test in this folder then
+runs against it too, unchanged. A factory answers a fresh, empty backend and a way to open a
+second handle on the same data (another process or node would).
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ecrstore.blobs.local import Layout, LocalBlobStore
+from ecrstore.index.lmdb import LmdbIndex
+
+
+@dataclass
+class Backend:
+    name: str
+    instance: Any
+    #: Opens another handle on the same data (picklable: it runs in other processes).
+    reopen: Callable[..., Any]
+
+    def in_other_process(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(handle, *args)`` in a freshly spawned process on a handle of its own; its result."""
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            return pool.apply(_call_with_handle, (self.reopen, fn, args))
+
+
+def _call_with_handle(reopen: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    handle = reopen()
+    try:
+        return fn(handle, *args)
+    finally:
+        close = getattr(handle, "close", None)
+        if close is not None:
+            close()
+
+
+def _lmdb(tmp_path) -> Backend:
+    path = tmp_path / "index"
+    path.mkdir()
+    return Backend("lmdb", LmdbIndex(path, durable=False), functools.partial(LmdbIndex, path, durable=False))
+
+
+def _local(tmp_path) -> Backend:
+    root = tmp_path / "store"
+    Layout(root).create()
+    return Backend("local", _open_local(root), functools.partial(_open_local, root))
+
+
+def _open_local(root: Any) -> LocalBlobStore:
+    return LocalBlobStore(Layout(root), durable=True, background=ThreadPoolExecutor(1).submit)
+
+
+INDEXES = {"lmdb": _lmdb}
+BLOBS = {"local": _local}
+
+
+@pytest.fixture(params=sorted(INDEXES))
+def index(request, tmp_path) -> Iterator[Backend]:
+    backend = INDEXES[request.param](tmp_path)
+    yield backend
+    backend.instance.close()
+
+
+@pytest.fixture(params=sorted(BLOBS))
+def blobs(request, tmp_path) -> Iterator[Backend]:
+    yield BLOBS[request.param](tmp_path)
