@@ -7,7 +7,7 @@ NATIVE  := $(wildcard csrc/*.c csrc/*.h ecrstore/*.pyx ecrstore/*.pxd)
 # Debian packages the tests drive as real peers (installed when missing; needs root or sudo).
 DEB_PEERS ?= skopeo umoci
 # What ruff checks; mypy checks the package (strict) and stubtest the native core's stub.
-LINT_PATHS := ecrstore tests benchmarks
+LINT_PATHS := ecrstore tests benchmarks setup.py
 
 .PHONY: all venv build demo lint test bench clean system-deps
 
