@@ -1,4 +1,4 @@
-# Quick start: `make demo` (set up and run the main job) and `make test` (set up and run every test).
+# Quick start: `make demo` (set up and run the main job) and `make test` (set up, lint and run every test).
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
@@ -6,8 +6,10 @@ STAMP   := $(VENV)/.ecrstore-installed
 NATIVE  := $(wildcard csrc/*.c csrc/*.h ecrstore/*.pyx ecrstore/*.pxd)
 # Debian packages the tests drive as real peers (installed when missing; needs root or sudo).
 DEB_PEERS ?= skopeo umoci
+# What ruff checks; mypy checks the package (strict) and stubtest the native core's stub.
+LINT_PATHS := ecrstore tests benchmarks setup.py
 
-.PHONY: all venv build demo test bench clean system-deps
+.PHONY: all venv build demo lint test bench clean system-deps
 
 all: build
 
@@ -30,7 +32,12 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/ecrstore demo $(if $(FILE),--file $(FILE))
 
-test: $(STAMP) system-deps
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(PY) -m mypy ecrstore
+	$(PY) -m mypy.stubtest --mypy-config-file pyproject.toml ecrstore._sha256
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -17,8 +17,9 @@ import statistics
 import subprocess
 import sysconfig
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MB = 1_000_000  # throughput is reported in decimal MB/s, as hashing benchmarks usually are
@@ -128,7 +129,8 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Non
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(r: list[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)).rstrip()
+        text = "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True))
+        return text.rstrip()
 
     print(line(cells[0]))
     print("  ".join("-" * w for w in widths))

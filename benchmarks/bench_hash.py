@@ -16,6 +16,7 @@ Writes benchmarks/results/bench_hash.json.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -24,12 +25,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+import _common
 import numpy as np
 
-import _common
 from ecrstore import Sha256, hash_file, sha256_kernel, sha256_kernels
-
-import hashlib
 
 # The targets the native core is held to (figure, comparison, threshold).
 TARGETS = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -24,11 +23,11 @@ import lmdb
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, parser, print_machine, print_table, write_json  # noqa: E402
+from _common import machine_info, parser, print_machine, print_table, write_json
 
-from ecrstore import ImageIdentifier, Store  # noqa: E402
-from ecrstore.manifest import DOCKER_MANIFEST  # noqa: E402
-from ecrstore.index.records import BlobRecord, LinkRecord  # noqa: E402
+from ecrstore import ImageIdentifier, Store
+from ecrstore.index.records import BlobRecord, LinkRecord
+from ecrstore.manifest import DOCKER_MANIFEST
 
 
 def push(store: Store, repo: str, data: bytes) -> str:
@@ -46,7 +45,8 @@ def manifests(store: Store, repo: str, n: int) -> list[str]:
     for i in range(n):
         out.append(json.dumps({
             "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": cfg},
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+                       "digest": cfg},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": s, "digest": d}
                        for d, s in layers],
             "annotations": {"build": str(i)},
@@ -59,7 +59,7 @@ def lmdb_floor(root: Path, payloads: list[str], durable: bool) -> tuple[float, f
     env = lmdb.open(str(root / "bare"), map_size=1 << 30, sync=durable, metasync=durable)
     keys = [hashlib.sha256(p.encode()).digest() for p in payloads]
     t0 = time.perf_counter()
-    for k, p in zip(keys, payloads):
+    for k, p in zip(keys, payloads, strict=True):
         with env.begin(write=True) as txn:
             txn.put(k, p.encode())
     rate = len(payloads) / (time.perf_counter() - t0)

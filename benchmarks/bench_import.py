@@ -35,15 +35,16 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json  # noqa: E402
+from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json
 
-from ecrstore import Store  # noqa: E402
-from ecrstore.transfer import import_image  # noqa: E402
+from ecrstore import Store
+from ecrstore.transfer import import_image
 
 TARGETS = {"import_vs_skopeo": 2.0, "import_vs_cp": 0.7, "reimport_speedup": 10.0}
 
@@ -82,11 +83,17 @@ def make_tarball(path: Path, total: int, layers: int, seed: int = 1) -> int:
     return path.stat().st_size
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[..., object], *args: object, **kwargs: object) -> float:
+    """Seconds ``fn(*args, **kwargs)`` takes."""
     os.sync()  # start every run with no dirty pages of an earlier one being written back
     t0 = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - t0
+
+
+def cp_and_sync(src: Path, dst: Path) -> None:
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    os.sync()
 
 
 def main() -> int:
@@ -117,14 +124,17 @@ def main() -> int:
         subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # in the page cache
         for r in range(-1, rep):  # round -1 warms up (page cache, skopeo's binary) and is not kept
             dst = root / "copy.tar"
-            times["cp"].append(timed(lambda: subprocess.run(["cp", str(src), str(dst)], check=True)))
+            times["cp"].append(timed(subprocess.run, ["cp", str(src), str(dst)], check=True))
             dst.unlink()
-            times["cp_sync"].append(timed(lambda: (subprocess.run(["cp", str(src), str(dst)], check=True), os.sync())))
+            times["cp_sync"].append(timed(cp_and_sync, src, dst))
             dst.unlink()
             layout = root / "oci"
-            times["skopeo"].append(timed(lambda: subprocess.run(
+            times["skopeo"].append(timed(
+                subprocess.run,
                 [skopeo, "copy", "--quiet", "--dest-oci-accept-uncompressed-layers",
-                 f"docker-archive:{src}", f"oci:{layout}:bench"], check=True)))
+                 f"docker-archive:{src}", f"oci:{layout}:bench"],
+                check=True,
+            ))
             shutil.rmtree(layout)
             for key in ("import", "import_sync"):
                 store_path = root / "store"

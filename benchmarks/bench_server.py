@@ -44,7 +44,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MB, machine_info, parser, print_machine, print_table, write_json  # noqa: E402
+from _common import MB, machine_info, parser, print_machine, print_table, write_json
 
 REPO = "bench/layers"
 REGION = "us-east-1"

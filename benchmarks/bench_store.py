@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json  # noqa: E402
+from _common import MB, machine_info, parser, print_machine, print_table, warm_memory, write_json
 
-from ecrstore import Store  # noqa: E402
-from ecrstore.index.records import BlobRecord, LinkRecord  # noqa: E402
+from ecrstore import Store
+from ecrstore.index.records import BlobRecord, LinkRecord
 
 PART = 10 * 2**20
 
@@ -201,11 +201,13 @@ def main() -> int:
         ("1 GiB layer, non-durable", f"{results['layer_1gib_nondurable_MBps']:,.0f} MB/s",
          f"{ratios['nondurable_vs_hashlib']:.2f} x hashlib", ">= 0.80"),
         ("100 x 10 MiB layers, durable", f"{results['layers_100x10mib_durable_MBps']:,.0f} MB/s", "", ""),
-        (f"{args.small:,} x 4 KiB layers, durable", f"{results['small_layers_durable_per_s']:,.0f} layers/s", "", ">= 1,000"),
+        (f"{args.small:,} x 4 KiB layers, durable", f"{results['small_layers_durable_per_s']:,.0f} layers/s",
+         "", ">= 1,000"),
         ("complete 16 MiB / 1 GiB, durable",
          f"{results['complete_16mib_durable_ms']:.2f} / {results['complete_1gib_durable_ms']:.2f} ms",
          f"{ratios['complete_1gib_vs_16mib']:.2f} x", "<= 1.5"),
-        (f"batch check 100 of {args.index_layers:,} layers", f"{results['batch_check_100_ms']:.3f} ms", "", "<= 0.2 ms"),
+        (f"batch check 100 of {args.index_layers:,} layers", f"{results['batch_check_100_ms']:.3f} ms",
+         "", "<= 0.2 ms"),
         ("two threads vs one, non-durable",
          f"{results['two_threads_MBps']:,.0f} / {results['one_thread_MBps']:,.0f} MB/s",
          f"{ratios['two_threads_vs_one']:.2f} x", ">= 1.7"),

@@ -1,13 +1,16 @@
 import sys
-from typing import ClassVar, Final
+from typing import ClassVar, Final, final
 
 if sys.version_info >= (3, 12):
     from collections.abc import Buffer
 else:
     from typing_extensions import Buffer
 
+__all__ = ["Sha256", "sha256_kernel", "sha256_kernels", "STATE_SIZE"]
+
 STATE_SIZE: Final[int]
 
+@final
 class Sha256:
     name: ClassVar[str]
     digest_size: ClassVar[int]

@@ -28,7 +28,7 @@ import mmap
 import operator
 import os
 import stat
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import xxhash
 
@@ -50,8 +50,8 @@ _OPEN_FLAGS = (
     | getattr(os, "O_NONBLOCK", 0)
 )
 
-PathOrFd = Union[int, str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-State = Union[Sha256, bytes, bytearray, memoryview, None]
+PathOrFd: TypeAlias = int | str | bytes | os.PathLike[str] | os.PathLike[bytes]
+State: TypeAlias = Sha256 | bytes | bytearray | memoryview | None
 
 
 def hash_file(path_or_fd: PathOrFd, offset: int = 0, length: int | None = None, state: State = None) -> Sha256:
@@ -65,6 +65,8 @@ def hash_file(path_or_fd: PathOrFd, offset: int = 0, length: int | None = None, 
     Raises:
         ValueError: ``offset`` or ``length`` negative; not a regular file; the range is empty
             or runs past the end of the file (the message gives both).
+        TypeError: ``path_or_fd`` is neither a path nor a descriptor (a bool is refused), or
+            ``state`` is of another type.
         HashStateError: ``state`` bytes are not a valid exported state.
         OSError: opening, ``fstat`` or mapping failed (permissions, I/O errors ...).
         RuntimeError: another thread is updating the ``state`` object being copied.
@@ -78,7 +80,9 @@ def hash_file(path_or_fd: PathOrFd, offset: int = 0, length: int | None = None, 
             raise ValueError(f"length must be >= 0, got {length}")
     hasher = _start(state)
 
-    if isinstance(path_or_fd, int) and not isinstance(path_or_fd, bool):
+    if isinstance(path_or_fd, bool):  # an int, but never meant as a descriptor
+        raise TypeError("expected a path or a file descriptor, not bool")
+    if isinstance(path_or_fd, int):
         fd, owned, name = path_or_fd, False, f"fd {path_or_fd}"
     else:
         name = os.fsdecode(os.fspath(path_or_fd))

@@ -84,9 +84,9 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
     try:
         doc = json.loads(text)
     except ValueError:
-        raise InvalidParameterException("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax'") from None
+        raise InvalidParameterException(_manifest_constraint("Invalid JSON syntax")) from None
     if not isinstance(doc, dict):
-        raise InvalidParameterException("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Manifest must be a JSON object'")
+        raise InvalidParameterException(_manifest_constraint("Manifest must be a JSON object"))
     own = doc.get("mediaType")
     if own is not None and not isinstance(own, str):
         raise InvalidParameterException("Manifest mediaType must be a string")
@@ -106,7 +106,7 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
     if media_type not in SUPPORTED:
         raise InvalidParameterException(f"Unsupported manifest media type '{media_type}'")
     if doc.get("schemaVersion") != 2:
-        raise InvalidParameterException("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'schemaVersion must be 2'")
+        raise InvalidParameterException(_manifest_constraint("schemaVersion must be 2"))
     digest = manifest_digest(text)
     if media_type in INDEXES:
         entries = doc.get("manifests")
@@ -124,6 +124,10 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
         d for d in (_descriptor(e, "layers") for e in raw_layers) if d.media_type not in _FOREIGN
     )
     return ParsedManifest(digest, media_type, config, layers, (), config.media_type or None)
+
+
+def _manifest_constraint(what: str) -> str:
+    return f"Invalid parameter at 'imageManifest' failed to satisfy constraint: '{what}'"
 
 
 def _descriptor(value: object, where: str) -> Descriptor:

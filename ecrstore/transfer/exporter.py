@@ -38,13 +38,18 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageNotFoundException
 from ..manifest import parse_manifest
-from ..models import ImageIdentifier
+from ..models import Image, ImageIdentifier
 from .errors import DestinationError, TransferUsageError
 from .formats import CONTAINERD_NAME, REF_NAME, blob_path
 from .progress import Emitter, ProgressCallback
+
+if TYPE_CHECKING:
+    from ..reader import LayerReader
+    from ..store import Store
 
 __all__ = ["ExportReport", "export_image", "parse_reference", "FORMATS"]
 
@@ -98,7 +103,7 @@ class _Manifest:
     children: tuple[str, ...]
 
 
-def export_image(store, reference: str, dest: str | os.PathLike[str], *, format: str = "oci",
+def export_image(store: Store, reference: str, dest: str | os.PathLike[str], *, format: str = "oci",
                  convert_to_oci: bool = False, progress: ProgressCallback | None = None) -> ExportReport:
     """Write the image ``reference`` (``REPO:TAG`` or ``REPO@sha256:…``) of ``store`` to
     ``dest`` in ``format`` (``"oci"``, ``"oci-archive"`` or ``"docker-archive"``).
@@ -147,7 +152,7 @@ def export_image(store, reference: str, dest: str | os.PathLike[str], *, format:
     )
 
 
-def _collect(store, repo: str, tag: str | None, digest: str | None,
+def _collect(store: Store, repo: str, tag: str | None, digest: str | None,
              reference: str) -> tuple[_Manifest, dict[str, _Manifest]]:
     """The image and, for an index, every manifest under it (children first)."""
     ident = ImageIdentifier(image_tag=tag) if tag is not None else ImageIdentifier(digest)
@@ -156,7 +161,7 @@ def _collect(store, repo: str, tag: str | None, digest: str | None,
         reason = res.failures[0].failure_reason if res.failures else "Requested image not found"
         raise ImageNotFoundException(f"{reference}: {reason}")
     image = res.images[0]
-    top = _parse(image.image_id.image_digest, image.image_manifest, image.image_manifest_media_type)
+    top = _from_image(image)
     ordered: dict[str, _Manifest] = {}
     pending = [top]
     seen = {top.digest: top}
@@ -167,9 +172,11 @@ def _collect(store, repo: str, tag: str | None, digest: str | None,
             got = store.batch_get_image(repo, [ImageIdentifier(d) for d in wanted[i:i + _BATCH]])
             if got.failures:
                 f = got.failures[0]
-                raise ImageNotFoundException(f"{reference}: referenced manifest {f.image_id.image_digest}: {f.failure_reason}")
+                raise ImageNotFoundException(
+                    f"{reference}: referenced manifest {f.image_id.image_digest}: {f.failure_reason}"
+                )
             for im in got.images:
-                m = _parse(im.image_id.image_digest, im.image_manifest, im.image_manifest_media_type)
+                m = _from_image(im)
                 if m.digest not in seen:
                     seen[m.digest] = m
                     pending.append(m)
@@ -185,10 +192,17 @@ def _collect(store, repo: str, tag: str | None, digest: str | None,
     return top, ordered
 
 
+def _from_image(image: Image) -> _Manifest:
+    digest = image.image_id.image_digest
+    assert digest is not None  # the store names every image it answers by its digest
+    return _parse(digest, image.image_manifest, image.image_manifest_media_type)
+
+
 def _parse(digest: str, text: str, media_type: str) -> _Manifest:
     parsed = parse_manifest(text, media_type, max_layers=10**6)
     if parsed.is_index:
         return _Manifest(digest, parsed.media_type, text, None, (), tuple(str(m.digest) for m in parsed.manifests))
+    assert parsed.config is not None  # parse_manifest gives every image manifest a config
     return _Manifest(digest, parsed.media_type, text, str(parsed.config.digest),
                      tuple(str(d.digest) for d in parsed.layers), ())
 
@@ -212,7 +226,7 @@ def _as_oci(top: _Manifest, manifests: dict[str, _Manifest]) -> tuple[_Manifest,
         doc = json.loads(old.text)
         changed = False
 
-        def retype(desc: dict) -> None:
+        def retype(desc: dict[str, Any]) -> None:
             nonlocal changed
             new_type = _OCI_TYPES.get(desc.get("mediaType", ""))
             if new_type:
@@ -239,15 +253,15 @@ def _as_oci(top: _Manifest, manifests: dict[str, _Manifest]) -> tuple[_Manifest,
     return renamed[top.digest], {m.digest: m for m in renamed.values()}
 
 
-def _index_entry(m: _Manifest, annotations: dict[str, str] | None) -> dict:
-    entry: dict = {"mediaType": m.media_type, "digest": m.digest, "size": len(m.text.encode("utf-8"))}
+def _index_entry(m: _Manifest, annotations: dict[str, str] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"mediaType": m.media_type, "digest": m.digest, "size": len(m.text.encode("utf-8"))}
     if annotations:
         entry["annotations"] = annotations
     return entry
 
 
 class _Writer:
-    def __init__(self, store, repo: str, emit: Emitter) -> None:
+    def __init__(self, store: Store, repo: str, emit: Emitter) -> None:
         self._store = store
         self._repo = repo
         self._emit = emit
@@ -269,19 +283,19 @@ class _Writer:
                 self._emit("layer", digest=digest, nbytes=size, skipped=True)
                 continue
             with self._store.open_layer(self._repo, digest) as reader:
-                _atomic_file(path, lambda fd, r=reader: _copy_fd(r.fileno(), fd, r.size, 0, self._on_bytes))
+                _atomic_copy(path, reader, self._on_bytes)
             self._emit("layer", digest=digest, nbytes=size)
             count += 1
             nbytes += size
         for m in manifests.values():
             path = os.path.join(dest, blob_path(m.digest))
             if not os.path.isfile(path):
-                _atomic_file(path, lambda fd, m=m: _write_all(fd, m.text.encode("utf-8")))
+                _atomic_bytes(path, m.text.encode("utf-8"))
         layout = os.path.join(dest, "oci-layout")
         if not os.path.isfile(layout):
-            _atomic_file(layout, lambda fd: _write_all(fd, _OCI_LAYOUT))
+            _atomic_bytes(layout, _OCI_LAYOUT)
         index_path = os.path.join(dest, "index.json")
-        index = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": []}
+        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": []}
         if os.path.isfile(index_path):
             try:
                 with open(index_path, "rb") as f:
@@ -293,8 +307,7 @@ class _Writer:
         annotations = {REF_NAME: tag} if tag else None
         kept = [e for e in index["manifests"] if not _same_slot(e, top.digest, tag)]
         index["manifests"] = kept + [_index_entry(top, annotations)]
-        data = json.dumps(index, separators=(",", ":")).encode()
-        _atomic_file(index_path, lambda fd: _write_all(fd, data))
+        _atomic_bytes(index_path, json.dumps(index, separators=(",", ":")).encode())
         return count, nbytes
 
     def _on_bytes(self, n: int) -> None:
@@ -333,10 +346,10 @@ class _Writer:
         _atomic_file(dest, write)
         return len(blobs), sum(blobs.values())
 
-    def _docker_entries(self, manifests: dict[str, _Manifest], repo: str, tag: str | None) -> list[dict]:
-        images = [m for m in manifests.values() if m.config is not None]
+    def _docker_entries(self, manifests: dict[str, _Manifest], repo: str, tag: str | None) -> list[dict[str, Any]]:
+        images = [(m, m.config) for m in manifests.values() if m.config is not None]
         entries = []
-        for m in images:
+        for m, config in images:
             config_type = json.loads(m.text).get("config", {}).get("mediaType")
             if config_type not in _IMAGE_CONFIGS:
                 raise DestinationError(
@@ -344,7 +357,7 @@ class _Writer:
                     f"it cannot be written as a docker-archive: use --format oci"
                 )
             repo_tags = [f"{repo}:{tag}"] if tag and len(images) == 1 else []
-            entries.append({"Config": blob_path(m.config), "RepoTags": repo_tags,
+            entries.append({"Config": blob_path(config), "RepoTags": repo_tags,
                             "Layers": [blob_path(d) for d in m.layers]})
         return entries
 
@@ -354,8 +367,8 @@ def _same_slot(entry: object, digest: str, tag: str | None) -> bool:
     or (untagged) the same digest without a tag."""
     if not isinstance(entry, dict):
         return False
-    annotations = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
-    name = annotations.get(REF_NAME)
+    annotations = entry.get("annotations")
+    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
     if tag is not None:
         return name == tag
     return name is None and entry.get("digest") == digest
@@ -445,6 +458,14 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     _pwrite_all(fd, data, 0)
+
+
+def _atomic_bytes(path: str, data: bytes) -> None:
+    _atomic_file(path, lambda fd: _write_all(fd, data))
+
+
+def _atomic_copy(path: str, reader: LayerReader, on_bytes: Callable[[int], None]) -> None:
+    _atomic_file(path, lambda fd: _copy_fd(reader.fileno(), fd, reader.size, 0, on_bytes))
 
 
 def _atomic_file(path: str, fill: Callable[[int], None]) -> None:

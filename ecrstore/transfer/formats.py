@@ -239,13 +239,15 @@ class _OciReader:
             if parsed.is_index:
                 # Every child is read even after a missing one: a current docker save of one
                 # platform holds that platform's manifest, wherever it is in the list.
-                children = [self.manifest(child, f"manifest {digest[:19]}…, manifests[{i}]")
-                            for i, child in enumerate(json.loads(text).get("manifests", []))]
-                if None in children:
+                read = [self.manifest(child, f"manifest {digest[:19]}…, manifests[{i}]")
+                        for i, child in enumerate(json.loads(text).get("manifests", []))]
+                children = [c for c in read if c is not None]
+                if len(children) != len(read):
                     self.incomplete.add(digest)
                     return None
                 image = PlannedImage(digest, media_type, text, [], children=tuple(dict.fromkeys(children)))
             else:
+                assert parsed.config is not None  # parse_manifest gives every image manifest a config
                 needed = []
                 for d in (parsed.config, *parsed.layers):
                     blob = self._blob(str(d.digest), d.size, f"manifest {digest[:19]}…")
@@ -401,8 +403,8 @@ def _legacy_images(tree: Tree, entries: list[tuple[int, str, list[str], list[str
             )
         if not layer_names:
             raise SourceError(f"{where}: an image needs at least one layer")
-        layers = []
-        for name, diff_id in zip(layer_names, diff_ids):
+        layers: list[tuple[str, int, str | None, str]] = []
+        for name, diff_id in zip(layer_names, diff_ids, strict=True):  # lengths checked above
             with tree.open(name) as ext:
                 if ext.size == 0:
                     raise SourceError(f"{ext.label} is empty: the store cannot hold zero-byte blobs")
@@ -416,7 +418,7 @@ def _legacy_images(tree: Tree, entries: list[tuple[int, str, list[str], list[str
                     raise SourceError(f"{ext.label} is {kind}-compressed: only plain and gzip layers are supported")
             layers.append((name, ext.size, _sha256_digest(diff_id, f"{config_name}: rootfs.diff_ids"), DOCKER_LAYER))
         prepared.append((config_name, config_raw, layers, tags))
-    hashed = dict(zip(to_hash, hash_files(list(to_hash)))) if to_hash else {}
+    hashed = dict(zip(to_hash, hash_files(list(to_hash)), strict=True)) if to_hash else {}
     for config_name, config_raw, layers, tags in prepared:
         config_digest = "sha256:" + hashlib.sha256(config_raw).hexdigest()
         plan.blobs.setdefault(config_digest, BlobSource(config_digest, len(config_raw), config_name, config_raw))
@@ -445,5 +447,10 @@ def docker_schema2_manifest(config: tuple[str, int, str], layers: Sequence[tuple
         media_type, size, digest = d
         return {"mediaType": media_type, "size": size, "digest": digest}
 
-    doc = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": desc(config), "layers": [desc(x) for x in layers]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": desc(config),
+        "layers": [desc(x) for x in layers],
+    }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)

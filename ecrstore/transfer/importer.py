@@ -27,15 +27,19 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ImageAlreadyExistsException, ImageTagAlreadyExistsException
 from ..hashing import hash_file
 from ..models import ImageIdentifier
 from .errors import BlobMismatchError, SourceError
-from .formats import Plan, PlannedImage, read_plan
+from .formats import BlobSource, Plan, PlannedImage, read_plan
 from .ingest import Cancelled, store_blob
 from .progress import Emitter, ProgressCallback
 from .sources import Tree, open_tree
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["ImportReport", "ImportedImage", "import_image"]
 
@@ -70,7 +74,7 @@ class ImportReport:
     seconds: float
 
 
-def import_image(store, source: str | os.PathLike[str], repository_name: str, *, tag: str | None = None,
+def import_image(store: Store, source: str | os.PathLike[str], repository_name: str, *, tag: str | None = None,
                  jobs: int | None = None, progress: ProgressCallback | None = None,
                  tmp_dir: str | None = None, sync: bool = True) -> ImportReport:
     """Import every image of ``source`` into the repository ``repository_name`` of ``store``.
@@ -153,7 +157,7 @@ def _hash_all(pool: cf.ThreadPoolExecutor, tree: Tree, names: Sequence[str]) -> 
     return list(pool.map(one, names))
 
 
-def _available(store, repository_name: str, digests: list[str]) -> set[str]:
+def _available(store: Store, repository_name: str, digests: list[str]) -> set[str]:
     present: set[str] = set()
     for i in range(0, len(digests), _BATCH):
         res = store.batch_check_layer_availability(repository_name, digests[i:i + _BATCH])
@@ -161,7 +165,7 @@ def _available(store, repository_name: str, digests: list[str]) -> set[str]:
     return present
 
 
-def _store_all(store, repository_name: str, tree, blobs: list, pool: cf.ThreadPoolExecutor,
+def _store_all(store: Store, repository_name: str, tree: Tree, blobs: list[BlobSource], pool: cf.ThreadPoolExecutor,
                emit: Emitter) -> tuple[list[str], list[str]]:
     """Store ``blobs`` in parallel; answer (digests stored, digests a concurrent import
     stored first). On the first failure the others stop after their current part."""
@@ -171,7 +175,7 @@ def _store_all(store, repository_name: str, tree, blobs: list, pool: cf.ThreadPo
     def on_bytes(n: int) -> None:
         emit("bytes", nbytes=n)
 
-    def one(blob) -> bool:
+    def one(blob: BlobSource) -> bool:
         done = store_blob(store, repository_name, tree, blob, part_size=part_size, cancel=cancel, on_bytes=on_bytes)
         emit("layer", digest=blob.digest, nbytes=blob.size, skipped=not done)
         return done
@@ -200,16 +204,17 @@ def _store_all(store, repository_name: str, tree, blobs: list, pool: cf.ThreadPo
     return stored, raced
 
 
-def _put_images(store, repository_name: str, plan: Plan, emit: Emitter) -> list:
+def _put_images(store: Store, repository_name: str, plan: Plan, emit: Emitter) -> list[ImportedImage]:
     """Put every manifest (children first) with its tags; answer ImportedImage per manifest."""
     digests = list(plan.images)
     existing: set[str] = set()
     for i in range(0, len(digests), _BATCH):
         res = store.batch_get_image(repository_name, [ImageIdentifier(d) for d in digests[i:i + _BATCH]])
-        existing.update(im.image_id.image_digest for im in res.images)
-    out = []
+        existing.update(d for im in res.images if (d := im.image_id.image_digest) is not None)
+    out: list[ImportedImage] = []
     for image in plan.images.values():
-        for tag in image.tags or [None]:
+        tags: list[str | None] = list(image.tags) or [None]
+        for tag in tags:
             _put(store, repository_name, image, tag)
         present = image.digest in existing
         emit("image", digest=image.digest, tags=tuple(image.tags), skipped=present)
@@ -218,7 +223,7 @@ def _put_images(store, repository_name: str, plan: Plan, emit: Emitter) -> list:
     return out
 
 
-def _put(store, repository_name: str, image: PlannedImage, tag: str | None) -> None:
+def _put(store: Store, repository_name: str, image: PlannedImage, tag: str | None) -> None:
     try:
         store.put_image(repository_name, image.text, image_manifest_media_type=image.media_type,
                         image_tag=tag, image_digest=image.digest)

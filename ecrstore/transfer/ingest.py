@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidLayerException, LayerAlreadyExistsException
 from ..hashing import FileRange
 from .errors import BlobMismatchError, SourceError, TransferError
 from .formats import BlobSource
 from .sources import Extent, Tree
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["store_blob", "Cancelled"]
 
@@ -28,7 +32,7 @@ class Cancelled(TransferError):
     """The transfer was cancelled (another blob failed, or the caller was interrupted)."""
 
 
-def store_blob(store, repository_name: str, tree: Tree, blob: BlobSource, *, part_size: int,
+def store_blob(store: Store, repository_name: str, tree: Tree, blob: BlobSource, *, part_size: int,
                cancel: threading.Event, on_bytes: Callable[[int], None]) -> bool:
     """Upload ``blob`` as a layer of the repository and complete it with its claimed digest.
 
@@ -42,13 +46,13 @@ def store_blob(store, repository_name: str, tree: Tree, blob: BlobSource, *, par
     upload_id = store.initiate_layer_upload(repository_name).upload_id
     if blob.data is not None:
         label = blob.name
-        _parts(store, repository_name, upload_id, blob.data, None, part_size, cancel, on_bytes)
+        _parts(store, repository_name, upload_id, blob.data, part_size, cancel, on_bytes)
     else:
         with tree.open(blob.name) as ext:
             label = ext.label
             if ext.size != blob.size:
                 raise SourceError(f"{ext.label} is {ext.size} bytes; the source said {blob.size}")
-            _parts(store, repository_name, upload_id, None, ext, part_size, cancel, on_bytes)
+            _parts(store, repository_name, upload_id, ext, part_size, cancel, on_bytes)
     try:
         store.complete_layer_upload(repository_name, upload_id, [blob.digest])
     except InvalidLayerException as e:
@@ -61,18 +65,18 @@ def store_blob(store, repository_name: str, tree: Tree, blob: BlobSource, *, par
     return True
 
 
-def _parts(store, repository_name: str, upload_id: str, data: bytes | None, ext: Extent | None,
+def _parts(store: Store, repository_name: str, upload_id: str, source: bytes | Extent,
            part_size: int, cancel: threading.Event, on_bytes: Callable[[int], None]) -> None:
-    size = len(data) if data is not None else ext.size  # type: ignore[union-attr]
+    size = len(source) if isinstance(source, bytes) else source.size
     pos = 0
     while pos < size:
         if cancel.is_set():
             raise Cancelled("cancelled")
         n = min(part_size, size - pos)
-        if data is not None:
-            part: bytes | FileRange = data[pos:pos + n]
+        if isinstance(source, bytes):
+            part: bytes | FileRange = source[pos:pos + n]
         else:
-            part = FileRange(ext.fd, ext.offset + pos, n)  # type: ignore[union-attr]
+            part = FileRange(source.fd, source.offset + pos, n)
         store.upload_layer_part(repository_name, upload_id, pos, pos + n - 1, part)
         pos += n
         on_bytes(n)

@@ -26,9 +26,13 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 from .errors import SourceError
+
+if TYPE_CHECKING:
+    # zlib's decompressor type has no public name; only the type stubs know it.
+    _Decompressor: TypeAlias = zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
 
 __all__ = ["Extent", "Tree", "ArchiveTree", "DirTree", "open_tree", "clean_path", "MAX_METADATA"]
 
@@ -358,7 +362,8 @@ def _decompress(src: BinaryIO, kind: str, label: str, tmp_dir: str | None) -> Bi
     try:
         out = tempfile.TemporaryFile(dir=tmp_dir)
     except OSError as e:
-        raise SourceError(f"cannot create a temporary file in {tmp_dir or tempfile.gettempdir()}: {e.strerror or e}") from e
+        where = tmp_dir or tempfile.gettempdir()
+        raise SourceError(f"cannot create a temporary file in {where}: {e.strerror or e}") from e
     try:
         src.seek(0)
         dec, fed = _decompressor(kind), False
@@ -387,7 +392,7 @@ def _decompress(src: BinaryIO, kind: str, label: str, tmp_dir: str | None) -> Bi
         raise
 
 
-def _feed(dec, kind: str, data: bytes, out: BinaryIO, label: str) -> bytes | None:
+def _feed(dec: _Decompressor, kind: str, data: bytes, out: BinaryIO, label: str) -> bytes | None:
     """Decompress ``data`` into ``out``; answer the input left after the end of the stream
     (None when the stream has not ended)."""
     while True:
@@ -398,12 +403,12 @@ def _feed(dec, kind: str, data: bytes, out: BinaryIO, label: str) -> bytes | Non
         _write_all(out, produced)
         if dec.eof:
             return dec.unused_data
-        if kind == "gzip":
-            data = dec.unconsumed_tail
-            more = bool(data) or len(produced) == _COPY_CHUNK
-        else:
+        if isinstance(dec, (bz2.BZ2Decompressor, lzma.LZMADecompressor)):
             data = b""
             more = not dec.needs_input
+        else:  # gzip: zlib keeps the input it has not used yet
+            data = dec.unconsumed_tail
+            more = bool(data) or len(produced) == _COPY_CHUNK
         if not more:
             return None
 
@@ -415,7 +420,7 @@ def _write_all(out: BinaryIO, data: bytes) -> None:
         raise SourceError(f"cannot write the decompressed archive to a temporary file: {e.strerror or e}") from e
 
 
-def _decompressor(kind: str):
+def _decompressor(kind: str) -> _Decompressor:
     if kind == "gzip":
         return zlib.decompressobj(wbits=31)
     if kind == "bzip2":
