@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .cli_transfer import add_commands as add_transfer_commands
-from .models import EncryptionConfiguration, Tag
 from .cliutil import (
     DEFAULT_DEMO_STORE,
     DEFAULT_STORE,
@@ -31,11 +30,12 @@ from .cliutil import (
     parse_size,
     run_reporting,
 )
-from .cliutil import seconds_arg as _seconds
 from .cliutil import non_negative_int as _non_negative_int
 from .cliutil import positive_int as _positive_int
 from .cliutil import print_json as _print_json
 from .cliutil import registry_id_arg as _registry_id
+from .cliutil import seconds_arg as _seconds
+from .models import EncryptionConfiguration, Tag
 
 __all__ = ["main", "build_parser"]
 

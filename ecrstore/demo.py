@@ -15,10 +15,9 @@ from pathlib import Path
 
 from ._sha256 import Sha256, sha256_kernel
 from .errors import ImageAlreadyExistsException, LayerAlreadyExistsException, RepositoryAlreadyExistsException
-from .hashing import hash_file
+from .hashing import FileRange, hash_file
 from .manifest import DOCKER_MANIFEST
 from .store import Store
-from .hashing import FileRange
 
 __all__ = ["run"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import validate as v
 from .digest import Digest, parse_digest, try_parse_digest

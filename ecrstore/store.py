@@ -31,9 +31,9 @@ from .errors import (
 )
 from .hashing import PartSource
 from .images import Images
-from .layers import Layers
 from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord, UploadRecord
+from .layers import Layers
 from .limits import (
     DEFAULT_PART_BYTES,
     DEFAULT_REGION,
@@ -44,7 +44,6 @@ from .limits import (
     MAX_PART_BYTES,
     MIN_PART_BYTES,
 )
-from .repositories import Repositories
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
@@ -68,6 +67,7 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
+from .repositories import Repositories
 from .uploads import Uploads
 from .urls import UrlSigner
 

@@ -8,11 +8,6 @@ import os
 import tarfile
 
 import pytest
-
-from ecrstore.errors import ImageNotFoundException, RepositoryNotFoundException
-from ecrstore.transfer import DestinationError, TransferUsageError, export_image, import_image
-from ecrstore.transfer.exporter import parse_reference
-
 from transfer_util import (
     OCI_INDEX,
     docker_save_legacy,
@@ -24,6 +19,10 @@ from transfer_util import (
     sha,
     stored_manifest,
 )
+
+from ecrstore.errors import ImageNotFoundException, RepositoryNotFoundException
+from ecrstore.transfer import DestinationError, TransferUsageError, export_image, import_image
+from ecrstore.transfer.exporter import parse_reference
 
 pytestmark = pytest.mark.timeout(60)
 

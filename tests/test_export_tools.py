@@ -9,10 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from ecrstore import ImageIdentifier
-from ecrstore.transfer import export_image, import_image
-
 from transfer_util import (
     docker_save_legacy,
     make_image,
@@ -22,6 +18,9 @@ from transfer_util import (
     require_tool,
     sha,
 )
+
+from ecrstore import ImageIdentifier
+from ecrstore.transfer import export_image, import_image
 
 pytestmark = pytest.mark.timeout(120)
 

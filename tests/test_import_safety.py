@@ -14,11 +14,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from ecrstore.errors import RepositoryNotFoundException
-from ecrstore.transfer import BlobMismatchError, SourceError, import_image
-from ecrstore.transfer import importer as importer_module
-
 from transfer_util import (
     Link,
     docker_save_current,
@@ -32,6 +27,10 @@ from transfer_util import (
     stored_manifest,
     write_tar,
 )
+
+from ecrstore.errors import RepositoryNotFoundException
+from ecrstore.transfer import BlobMismatchError, SourceError, import_image
+from ecrstore.transfer import importer as importer_module
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from ecrstore.transfer import export_image, import_image
-
 from transfer_util import (
     DOCKER_LAYER,
     DOCKER_MANIFEST,
@@ -23,6 +20,8 @@ from transfer_util import (
     sha,
     stored_manifest,
 )
+
+from ecrstore.transfer import export_image, import_image
 
 pytestmark = pytest.mark.timeout(120)
 

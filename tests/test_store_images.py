@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest

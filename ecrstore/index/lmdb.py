@@ -24,7 +24,7 @@ from ..errors import ServerException
 from . import lmdb_codec as codec
 from .base import IndexCounts
 from .lmdb_codec import DB_NAMES, FORMAT_VERSION, repo_key
-from .records import ImageRecord, LinkRecord, RepoRecord, UploadRecord, BlobRecord
+from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = ["LmdbIndex", "LmdbTxn"]
 
