@@ -83,7 +83,7 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
     more than ``max_layers`` layers, or a malformed descriptor."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise InvalidParameterException(_manifest_constraint("Invalid JSON syntax")) from None
     if not isinstance(doc, dict):
         raise InvalidParameterException(_manifest_constraint("Manifest must be a JSON object"))
