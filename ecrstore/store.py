@@ -489,6 +489,9 @@ class Store:
         return self._images.get_download_url_for_layer(registry_id, repository_name, layer_digest,
                                                        base_url, expires_in)
 
+    @property
+    def url_signer(self): return self._images._signer
+
     def open_download(self, method: str, path: str, query: dict[str, str]) -> LayerReader:
         """Open the layer a signed download URL names, after checking its signature and
         expiry (AccessDeniedException) and that the layer is still in its repository."""
