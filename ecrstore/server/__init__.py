@@ -23,13 +23,14 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .asgi import Route, Router
     from .auth.credentials import Credential, CredentialsFileError, load_credentials
     from .auth.sigv4 import SigV4Verifier
     from .awsjson.app import EcrApp
     from .awsjson.operations import OPERATIONS, Operation
     from .config import ServerConfig
-    from .factory import AppFactory, build_app
-    from .runner import endpoint_url, prepare_credentials, prepare_store, serve, usage_hint
+    from .factory import AppFactory, build_app, compose
+    from .runner import endpoint_url, prepare_credentials, prepare_store, run, serve, usage_hint
 
 __all__ = [
     "OPERATIONS",
@@ -38,14 +39,18 @@ __all__ = [
     "CredentialsFileError",
     "EcrApp",
     "Operation",
+    "Route",
+    "Router",
     "ServerConfig",
     "SigV4Verifier",
     "build_app",
+    "compose",
     "endpoint_url",
     "load_credentials",
     "missing_packages",
     "prepare_credentials",
     "prepare_store",
+    "run",
     "serve",
     "usage_hint",
 ]
@@ -57,6 +62,9 @@ _HOMES = {
     "EcrApp": ".awsjson.app",
     "AppFactory": ".factory",
     "build_app": ".factory",
+    "compose": ".factory",
+    "Route": ".asgi",
+    "Router": ".asgi",
     "Credential": ".auth.credentials",
     "CredentialsFileError": ".auth.credentials",
     "load_credentials": ".auth.credentials",
@@ -65,6 +73,7 @@ _HOMES = {
     "endpoint_url": ".runner",
     "prepare_credentials": ".runner",
     "prepare_store": ".runner",
+    "run": ".runner",
     "serve": ".runner",
     "usage_hint": ".runner",
 }

@@ -14,19 +14,14 @@ answer their own errors in their protocol's format: the fallback is for bugs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from .http.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ASGIApp", "Route", "Router"]
 
 log = logging.getLogger("ecrstore.server")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _FALLBACK_BODY = b"Internal Server Error"
 _NOT_FOUND_BODY = b"Not Found"

@@ -53,10 +53,12 @@ from ..http.body import (
     BodyTimeout,
     BodyTooLarge,
     ClientDisconnected,
+    InvalidContentLength,
     content_length,
 )
 from ..http.hasher import BodyHasher
 from ..http.headers import header_list, raw_path
+from ..http.types import Receive, Scope, Send
 from .codec import dumps
 from .decode import decode_request
 from .operations import MAX_LAYER_PART_BYTES, OPERATIONS, TARGET_PREFIX, Operation, lookup
@@ -102,7 +104,7 @@ class EcrApp:
         self._fail_parts = config.fail_upload_parts
         self._fail_lock = threading.Lock()
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         request_id = str(uuid.uuid4())
@@ -120,7 +122,7 @@ class EcrApp:
             status, body = internal_error(request_id)
         await send_json(send, status, body, request_id, close=close)
 
-    async def _handle(self, scope: dict, receive: Any, request_id: str) -> tuple[int, bytes]:
+    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> tuple[int, bytes]:
         if scope["method"] != "POST" or scope["path"] != "/":
             raise UnknownOperationException(
                 f"Only 'POST /' with an X-Amz-Target header is served, not '{scope['method']} {scope['path']}'."
@@ -168,9 +170,10 @@ class EcrApp:
             return RequestTimeoutException(
                 f"The request body was not received in time ({error.received} bytes arrived)."
             )
-        return SerializationException(f"Invalid Content-Length: {getattr(error, 'value', '')!r}")
+        assert isinstance(error, InvalidContentLength)  # the only other BodyError
+        return SerializationException(f"Invalid Content-Length: {error.value!r}")
 
-    def _execute(self, scope: dict, raw_headers: list[tuple[str, str]], headers: dict[str, str],
+    def _execute(self, scope: Scope, raw_headers: list[tuple[str, str]], headers: dict[str, str],
                  pending: PendingAuth | None, hasher: BodyHasher | None,
                  body_box: list[bytearray]) -> tuple[int, bytes]:
         """Runs in the thread pool: authenticate, decode, call the store, encode.
@@ -215,7 +218,7 @@ class EcrApp:
             raise ServerException("Injected failure after the part was stored (--fail-next-upload-parts).")
         return 200, dumps(op.encode(result))
 
-    def _request_value(self, name: str, scope: dict, headers: dict[str, str]) -> Any:
+    def _request_value(self, name: str, scope: Scope, headers: dict[str, str]) -> Any:
         if name == "base_url":  # where the client reached us: download URLs point back here
             host = headers.get("host")
             if not host:  # HTTP/1.0 without Host: the address the connection came in on

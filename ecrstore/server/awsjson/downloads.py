@@ -29,6 +29,7 @@ from ...errors import EcrError, LayersNotFoundException, RepositoryNotFoundExcep
 from ..http.headers import header_map, query_map, raw_path
 from ..http.ranges import UNSATISFIABLE, ByteRange, plan_range
 from ..http.send import send_response, send_view
+from ..http.types import Receive, Scope, Send
 from .codec import http_status
 from .responses import error_response, internal_error, send_json
 
@@ -56,7 +57,7 @@ class LayerDownloads:
         self.store = store
         self._executor = executor
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         request_id = str(uuid.uuid4())
@@ -75,7 +76,7 @@ class LayerDownloads:
         registry_id, repository_name, digest = self.store.url_signer.verify(method, path, query)
         return self.store.open_layer(repository_name, digest, registry_id=registry_id)
 
-    async def _serve(self, scope: dict, send: Any, request_id: str) -> None:
+    async def _serve(self, scope: Scope, send: Send, request_id: str) -> None:
         """Answer the request. Raises EcrError (or anything) only before the response starts
         (the caller answers it); once started, a failure can only cut the connection."""
         loop = asyncio.get_running_loop()

@@ -8,11 +8,10 @@ Errors answered with a 5xx are logged with their traceback; an unexpected except
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from ...errors import EcrError, ServerException
 from ..http.send import send_response
+from ..http.types import Send
 from .codec import dumps, error_body, http_status
 
 __all__ = ["CONTENT_TYPE", "error_response", "internal_error", "send_json"]
@@ -20,8 +19,6 @@ __all__ = ["CONTENT_TYPE", "error_response", "internal_error", "send_json"]
 log = logging.getLogger("ecrstore.server")
 
 CONTENT_TYPE = b"application/x-amz-json-1.1"
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def error_response(error: EcrError, request_id: str, status: int | None = None) -> tuple[int, bytes]:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from .types import Receive
 
 __all__ = [
     "BodyError",
@@ -39,9 +40,6 @@ __all__ = [
     "discard_body",
     "read_body",
 ]
-
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-
 
 @dataclass(frozen=True, slots=True)
 class BodyLimits:

@@ -15,17 +15,15 @@ resident memory stays flat whatever the size of the file.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 from .ranges import ByteRange
+from .types import Send
 
 __all__ = ["CHUNK_BYTES", "send_response", "send_view"]
 
 #: Bytes per ``http.response.body`` message (a multiple of every page size).
 CHUNK_BYTES = 1 << 20
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _PAGE = mmap.PAGESIZE
 
