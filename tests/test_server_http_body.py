@@ -21,6 +21,8 @@ from ecrstore.server.http.body import (
     read_body,
 )
 
+pytestmark = pytest.mark.timeout(60)
+
 LIMITS = BodyLimits(max_bytes=1000, idle_timeout=5.0, total_timeout=10.0)
 
 

@@ -10,6 +10,8 @@ import pytest
 from ecrstore.server.http.ranges import FULL, UNSATISFIABLE, ByteRange, plan_range
 from ecrstore.server.http.send import send_view
 
+pytestmark = pytest.mark.timeout(60)
+
 ETAG = '"sha256:abc"'
 
 

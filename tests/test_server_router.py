@@ -14,6 +14,8 @@ from ecrstore.server.asgi import Route, Router
 from ecrstore.server.config import ServerConfig
 from ecrstore.server.factory import compose
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def answering(name: str):
     """A sub-app answering 200 with its name as the body."""
