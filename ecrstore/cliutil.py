@@ -87,7 +87,7 @@ def human_bytes(n: int | float) -> str:
 
 
 def print_json(value: Any) -> None:
-    from .server.codec import to_wire
+    from .server.awsjson.codec import to_wire
 
     print(json.dumps(to_wire(value), indent=2, sort_keys=True, default=str))
 

@@ -1,9 +1,10 @@
 """The exception hierarchy: one class per ECR (or AWS protocol) error code.
 
 Every public call of ecrstore raises only these. Each class declares the exact code string it
-stands for (``code``), the HTTP status the wire protocol answers it with (``status``) and the
-modeled extra fields ECR sends with it (``fields``: python attribute -> wire member). The map
-from code to class, :data:`BY_CODE`, is built from the classes, so the two cannot disagree.
+stands for (``code``) and the modeled extra fields ECR sends with it (``fields``: python
+attribute -> wire member). The map from code to class, :data:`BY_CODE`, is built from the
+classes, so the two cannot disagree. How an error travels over a protocol is each front end's
+business, not the engine's.
 
 This module imports nothing from ecrstore: the native core and every layer above raise from it.
 """
@@ -22,7 +23,6 @@ class EcrError(Exception):
     """
 
     code: ClassVar[str] = "ServerException"
-    status: ClassVar[int] = 400
     fields: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str = "", **extra: Any) -> None:
@@ -37,13 +37,6 @@ class EcrError(Exception):
     def extra(self) -> dict[str, Any]:
         """The modeled extra fields that are set, as python attribute -> value."""
         return {a: getattr(self, a) for a in self.fields if getattr(self, a) is not None}
-
-    def to_wire(self) -> dict[str, Any]:
-        """The AWS JSON 1.1 error body: ``__type``, ``message`` and the modeled fields set."""
-        body: dict[str, Any] = {"__type": self.code, "message": self.message}
-        for attr, value in self.extra().items():
-            body[self.fields[attr]] = value
-        return body
 
     def __reduce__(self):  # picklable with its fields: errors cross process pools
         return (_rebuild, (self.code, self.message, self.extra()))
@@ -62,7 +55,6 @@ class ServerException(EcrError):
     """An internal failure; the call may be retried."""
 
     code = "ServerException"
-    status = 500
 
 
 class InvalidParameterException(EcrError):
@@ -210,42 +202,36 @@ class AccessDeniedException(EcrError):
     """The credentials may not act on this registry."""
 
     code = "AccessDeniedException"
-    status = 403
 
 
 class MissingAuthenticationTokenException(EcrError):
     """The request is not signed."""
 
     code = "MissingAuthenticationTokenException"
-    status = 403
 
 
 class IncompleteSignatureException(EcrError):
     """The Authorization header is malformed or incomplete."""
 
     code = "IncompleteSignatureException"
-    status = 403
 
 
 class InvalidSignatureException(EcrError):
     """The signature does not match the request, or it has expired (clock skew beyond 15 minutes)."""
 
     code = "InvalidSignatureException"
-    status = 403
 
 
 class RequestTimeoutException(EcrError):
     """The request body did not arrive in time."""
 
     code = "RequestTimeoutException"
-    status = 408
 
 
 class UnrecognizedClientException(EcrError):
     """The access key id is unknown."""
 
     code = "UnrecognizedClientException"
-    status = 403
 
 
 #: code string -> class, built from the classes themselves.

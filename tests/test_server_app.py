@@ -13,10 +13,10 @@ from server_fixtures import KEY_A, KEY_OTHER_REGISTRY, TARGET, asgi_call, sign_r
 
 from ecrstore import models
 from ecrstore.errors import InvalidLayerPartException
-from ecrstore.server.app import EcrApp
+from ecrstore.server.auth.credentials import Credential
+from ecrstore.server.auth.sigv4 import SigV4Verifier
 from ecrstore.server.config import ServerConfig
-from ecrstore.server.credentials import Credential
-from ecrstore.server.sigv4 import SigV4Verifier
+from ecrstore.server.factory import compose
 
 UPLOAD_ID = "0b5e7a62-1a2b-4c3d-8e9f-0123456789ab"
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -60,7 +60,7 @@ def make_app(*, auth=False, **config):
         verifier = SigV4Verifier({k: Credential(k, s, r) for k, s, r in (KEY_A, KEY_OTHER_REGISTRY)})
     cfg = ServerConfig(store_path="/nonexistent", auth=auth, credentials_file="/unused" if auth else None,
                        **config)
-    return EcrApp(store, cfg, verifier), store
+    return compose(store, cfg, verifier), store
 
 
 def part_body(size=3, **over):

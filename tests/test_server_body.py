@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from server_fixtures import KEY_A, TARGET, asgi_call, sign_request
 
-from ecrstore.server.body import FAST_PATH_MIN_BYTES, Base64Span, BodyHasher, decode_request
-from ecrstore.server.operations import OPERATIONS
+from ecrstore.server.awsjson.decode import FAST_PATH_MIN_BYTES, Base64Span, decode_request
+from ecrstore.server.awsjson.operations import OPERATIONS
+from ecrstore.server.http.hasher import BodyHasher
 
 MEMBER = "layerPartBlob"
 UPLOAD_ID = "0b5e7a62-1a2b-4c3d-8e9f-0123456789ab"
@@ -140,31 +141,30 @@ def test_fast_and_full_paths_agree(extra, blob_first, pretty, escape_slash, cut)
 
 
 @settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 700_000), min_size=1, max_size=12))
-def test_body_hasher_equals_hashlib(sizes):
+@given(sizes=st.lists(st.integers(0, 700_000), min_size=1, max_size=12), step=st.sampled_from([1, 4096, 1 << 20]))
+def test_body_hasher_equals_hashlib(sizes, step):
     data = os.urandom(sum(sizes))
-    buf = bytearray(len(data))
-    view = memoryview(buf)
     with ThreadPoolExecutor(2) as pool:
-        hasher = BodyHasher(pool)
+        hasher = BodyHasher(pool, step)
         pos = 0
         for n in sizes:
-            view[pos:pos + n] = data[pos:pos + n]
+            hasher.feed(data[pos:pos + n])
             pos += n
-            hasher.advance(view, pos)
-        view.release()
-        assert hasher.hexdigest(buf) == hashlib.sha256(data).hexdigest()
+        assert hasher.fed == len(data)
+        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_body_hasher_after_the_buffer_shrank():
+def test_body_hasher_works_while_the_buffer_grows():
+    # The hasher keeps the chunks themselves, never a view of the body buffer: the buffer may
+    # grow (reallocate) while a step is being hashed in a pool thread.
+    chunks = [os.urandom(300_001) for _ in range(12)]
+    buf = bytearray()
     with ThreadPoolExecutor(1) as pool:
-        buf = bytearray(os.urandom(3 << 20))
-        hasher = BodyHasher(pool)
-        with memoryview(buf) as view:
-            hasher.advance(view, 2 << 20)
-        hasher.settle()
-        del buf[(5 << 19):]  # fewer bytes than announced arrived
-        assert hasher.hexdigest(buf) == hashlib.sha256(buf).hexdigest()
+        hasher = BodyHasher(pool, step=1 << 16)
+        for chunk in chunks:
+            buf += chunk
+            hasher.feed(chunk)
+        assert hasher.hexdigest() == hashlib.sha256(buf).hexdigest()
 
 
 # --- through the app -----------------------------------------------------------------------------
@@ -184,15 +184,15 @@ class PartStore:
 
 
 def make_app():
-    from ecrstore.server.app import EcrApp
+    from ecrstore.server.auth.credentials import Credential
+    from ecrstore.server.auth.sigv4 import SigV4Verifier
     from ecrstore.server.config import ServerConfig
-    from ecrstore.server.credentials import Credential
-    from ecrstore.server.sigv4 import SigV4Verifier
+    from ecrstore.server.factory import compose
 
     store = PartStore()
     verifier = SigV4Verifier({KEY_A[0]: Credential(*KEY_A)})
     config = ServerConfig(store_path="/nonexistent", auth=True, credentials_file="/unused")
-    return EcrApp(store, config, verifier), store
+    return compose(store, config, verifier), store
 
 
 @pytest.mark.parametrize("chunk", [1 << 14, 300_001, 1 << 22])

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ecrstore.server.credentials import (
+from ecrstore.server.auth.credentials import (
     CredentialsFileError,
     ensure_credentials_file,
     format_credentials,

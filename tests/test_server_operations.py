@@ -8,7 +8,7 @@ import pytest
 
 from ecrstore import models
 from ecrstore.errors import InvalidParameterException, SerializationException
-from ecrstore.server.operations import MAX_LAYER_PART_BYTES, OPERATIONS, TARGET_PREFIX, Blob, lookup
+from ecrstore.server.awsjson.operations import MAX_LAYER_PART_BYTES, OPERATIONS, TARGET_PREFIX, Blob, lookup
 
 UPLOAD_ID = "0b5e7a62-1a2b-4c3d-8e9f-0123456789ab"
 

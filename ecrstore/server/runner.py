@@ -1,8 +1,10 @@
 """Starting the server: store and credentials preparation, then uvicorn with N workers.
 
-Workers are processes started with the ``spawn`` method, so no store handle, lock or thread
-crosses a fork; each receives the picklable :class:`ServerConfig` and builds its own app (and
-Store) with :class:`AppFactory`.
+:func:`run` serves any ASGI app given as an *app factory*: a picklable callable that builds
+the app. Workers are processes started with the ``spawn`` method, so no store handle, lock or
+thread crosses a fork; each receives the factory and calls it once it started, so each builds
+its own app (and opens its own Store). :func:`serve` runs ECR's endpoints for a
+:class:`ServerConfig` (:class:`.factory.AppFactory`).
 
 Connections are dealt to the workers round-robin by the supervisor: it alone accepts on the
 listening socket and passes each accepted connection's descriptor to the next worker over a
@@ -28,13 +30,24 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .app import AppFactory
+from .auth.credentials import Credential, ensure_credentials_file, load_credentials
 from .config import ServerConfig
-from .credentials import Credential, ensure_credentials_file, load_credentials
 
-__all__ = ["CREDENTIALS_FILENAME", "prepare_credentials", "prepare_store", "serve", "usage_hint"]
+__all__ = [
+    "CREDENTIALS_FILENAME",
+    "endpoint_url",
+    "prepare_credentials",
+    "prepare_store",
+    "run",
+    "serve",
+    "usage_hint",
+]
+
+#: A picklable callable building the ASGI app; called once in every worker process.
+AsgiAppFactory = Callable[[], Any]
 
 #: Name of the credentials file ``ecrstore serve`` keeps inside the store directory.
 CREDENTIALS_FILENAME = "credentials"
@@ -77,6 +90,8 @@ def prepare_credentials(store_path: str, credentials_file: str | None, registry_
 
 
 def endpoint_url(host: str, port: int) -> str:
+    """The URL a local client reaches a server listening on ``host:port`` at (a wildcard
+    address becomes 127.0.0.1, an IPv6 address is bracketed)."""
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     elif ":" in host:
@@ -109,11 +124,11 @@ def _log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def _uvicorn_config(config: ServerConfig, host: str, port: int, log_level: str, access_log: bool):
+def _uvicorn_config(factory: AsgiAppFactory, host: str, port: int, log_level: str, access_log: bool) -> Any:
     import uvicorn
 
     return uvicorn.Config(
-        AppFactory(config),
+        factory,
         factory=True,
         interface="asgi3",
         host=host,
@@ -127,11 +142,11 @@ def _uvicorn_config(config: ServerConfig, host: str, port: int, log_level: str, 
     )
 
 
-def _worker_main(config: ServerConfig, host: str, port: int, log_level: str, access_log: bool,
+def _worker_main(factory: AsgiAppFactory, host: str, port: int, log_level: str, access_log: bool,
                  channel: socket.socket) -> None:
     """Entry point of a worker process (spawned: nothing but its arguments is inherited).
     Serves the connections the supervisor passes over ``channel``."""
-    server = _handoff_server_class()(_uvicorn_config(config, host, port, log_level, access_log), channel)
+    server = _handoff_server_class()(_uvicorn_config(factory, host, port, log_level, access_log), channel)
     server.run(sockets=[])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -200,17 +215,27 @@ def _log_handoff_failure(task: asyncio.Task) -> None:
 
 def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
           log_level: str = "info", access_log: bool = True) -> int:
-    """Run the server until SIGINT/SIGTERM; returns the exit status after a graceful shutdown.
+    """Serve ECR's endpoints for ``config``: :func:`run` with ``AppFactory(config)``."""
+    from .factory import AppFactory  # here: this module needs no server extra to import
 
-    With one worker uvicorn runs in this process. With more, this process binds the socket,
-    supervises ``workers`` spawned processes and deals them the accepted connections in turn;
-    each calls :class:`AppFactory` and so opens its own Store. A worker that dies is restarted
-    (the connections it held are lost); if workers keep failing at startup (e.g. the store
-    cannot be opened) the server stops with status 1.
+    return run(AppFactory(config), host=host, port=port, workers=workers, log_level=log_level,
+               access_log=access_log)
+
+
+def run(factory: AsgiAppFactory, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
+        log_level: str = "info", access_log: bool = True) -> int:
+    """Run the app ``factory`` builds until SIGINT/SIGTERM; returns the exit status after a
+    graceful shutdown.
+
+    ``factory`` must be picklable (it travels to spawned workers). With one worker uvicorn runs
+    in this process. With more, this process binds the socket, supervises ``workers`` spawned
+    processes and deals them the accepted connections in turn; each calls ``factory`` once.
+    A worker that dies is restarted (the connections it held are lost); if workers keep
+    failing at startup (e.g. the store cannot be opened) the server stops with status 1.
     """
     import uvicorn
 
-    uv_config = _uvicorn_config(config, host, port, log_level, access_log)
+    uv_config = _uvicorn_config(factory, host, port, log_level, access_log)
     if workers <= 1:
         server = uvicorn.Server(uv_config)
         server.run()
@@ -218,7 +243,7 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, wo
     sock = uv_config.bind_socket()
     try:
         sock.listen(uv_config.backlog)  # bound, not yet listening: the workers no longer do it
-        return _Supervisor(workers, (config, host, port, log_level, access_log), sock).run()
+        return _Supervisor(workers, (factory, host, port, log_level, access_log), sock).run()
     finally:
         sock.close()
 

@@ -6,7 +6,7 @@ their JSON types. :meth:`Operation.bind` type-checks a decoded request body, dec
 keyword arguments. The constraints the Store already enforces (lengths, patterns, enums, list
 sizes) are left to it, so each rule lives in one place; this module only guarantees that the
 Store receives the Python types it expects. :meth:`Operation.encode` turns the Store's result
-into the response object with :func:`ecrstore.models.to_wire`.
+into the response object with :func:`.codec.to_wire`.
 
 Adding an operation is one :class:`Operation` entry in :data:`OPERATIONS`.
 """
@@ -21,10 +21,10 @@ from typing import Any
 
 import pybase64
 
-from .. import models as m
-from ..errors import SerializationException, invalid_parameter
+from ... import models as m
+from ...errors import SerializationException, invalid_parameter
 from .codec import to_wire
-from .body import Base64Span
+from .decode import Base64Span
 
 __all__ = [
     "MAX_LAYER_PART_BYTES",
@@ -88,8 +88,8 @@ class Boolean(Shape):
 class Blob(Shape):
     """Base64 text in the JSON, bytes for the Store. ``max_bytes`` bounds the decoded size.
 
-    The value is the JSON string, or a :class:`~.body.Base64Span` (the same text as a view of
-    the raw request body, from :func:`~.body.decode_request`'s fast path): both are decoded
+    The value is the JSON string, or a :class:`~.decode.Base64Span` (the same text as a view of
+    the raw request body, from :func:`~.decode.decode_request`'s fast path): both are decoded
     with the same checks and errors.
     """
 
