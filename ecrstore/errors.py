@@ -228,6 +228,12 @@ class RequestTimeoutException(EcrError):
     code = "RequestTimeoutException"
 
 
+class ThrottlingException(EcrError):
+    """The server is saturated for the moment; the call may be retried (SDKs do)."""
+
+    code = "ThrottlingException"
+
+
 class UnrecognizedClientException(EcrError):
     """The access key id is unknown."""
 

@@ -158,6 +158,7 @@ def start_server(tmp: Path, *, keys: list[tuple[str, str, str]] | None = None, n
     elif keys:
         creds = tmp / "credentials"
         creds.write_text("# test keys\n" + "".join(f"{k} {s} {r}\n" for k, s, r in keys))
+        creds.chmod(0o600)
         args += ["--credentials", str(creds)]
     args += list(extra)
     last_error: Exception | None = None
@@ -190,6 +191,7 @@ def ecr_server(tmp_path_factory):
 def credentials_file(tmp_path) -> Path:
     path = tmp_path / "credentials"
     path.write_text("".join(f"{k} {s} {r}\n" for k, s, r in (KEY_A, KEY_OTHER_REGISTRY)))
+    path.chmod(0o600)
     return path
 
 

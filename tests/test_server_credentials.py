@@ -58,8 +58,41 @@ def test_load_missing_and_empty_files(tmp_path):
     with pytest.raises(CredentialsFileError, match="cannot read"):
         load_credentials(tmp_path / "absent")
     (tmp_path / "empty").write_text("# nothing\n")
+    (tmp_path / "empty").chmod(0o600)
     with pytest.raises(CredentialsFileError, match="no access key"):
         load_credentials(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_file_others_may_read_is_refused(tmp_path, mode):
+    path = tmp_path / "credentials"
+    path.write_text("AKIDAAAA topsecretvalue 111111111111\n")
+    path.chmod(mode)
+    with pytest.raises(CredentialsFileError, match="chmod 600"):
+        load_credentials(path)
+    path.chmod(0o600)
+    assert list(load_credentials(path)) == ["AKIDAAAA"]
+
+
+def test_the_source_follows_the_file(tmp_path):
+    import os
+    import time
+
+    from ecrstore.server.auth.credentials import CredentialsSource
+
+    path = tmp_path / "credentials"
+    path.write_text("AKIDAAAA secret1 111111111111\nAKIDBBBB secret2 222222222222\n")
+    path.chmod(0o600)
+    source = CredentialsSource(path, interval=0.0)
+    assert set(source.current()) == {"AKIDAAAA", "AKIDBBBB"}
+    path.write_text("AKIDAAAA secret1 111111111111\n")  # a key removed
+    os.utime(path, ns=(time.time_ns() + 10**9,) * 2)
+    assert set(source.current()) == {"AKIDAAAA"}
+    path.write_text("broken line\n")  # a half-saved edit: the last good keys stay
+    os.utime(path, ns=(time.time_ns() + 2 * 10**9,) * 2)
+    assert set(source.current()) == {"AKIDAAAA"}
+    path.unlink()  # the file removed: every key is revoked
+    assert dict(source.current()) == {}
 
 
 def test_generated_keys_look_like_aws_keys():

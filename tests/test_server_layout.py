@@ -18,13 +18,14 @@ ALLOWED = {
     "config": set(),
     "credentials": {"auth.credentials"},
     "factory": {"asgi", "auth", "awsjson", "config"},
-    "runner": {"auth.credentials", "config", "factory"},
+    "runner": {"auth.credentials", "config", "factory", "http.guard"},
     "http.__init__": set(),
     "http.types": set(),
     "http.headers": set(),
     "http.ranges": set(),
     "http.body": {"http.types"},
     "http.hasher": set(),
+    "http.guard": set(),
     "http.send": {"http.ranges", "http.types"},
     "auth.__init__": set(),
     "auth.credentials": set(),
@@ -42,7 +43,7 @@ ALLOWED = {
 #: Third-party packages of the ``server`` extra, which these modules must not import at load time.
 EXTRA = ("uvicorn", "orjson", "pybase64", "botocore")
 LIGHT = {"__init__", "config", "credentials", "runner", "auth.__init__", "auth.credentials", "awsjson.__init__",
-         "awsjson.codec", "http.__init__", "http.types", "http.headers", "http.ranges", "http.body"}
+         "awsjson.codec", "http.__init__", "http.types", "http.headers", "http.ranges", "http.body", "http.guard"}
 
 
 def module_name(path: Path) -> str:

@@ -57,9 +57,50 @@ def test_second_key_maps_to_its_registry():
     assert check(verifier(KEY_A, KEY_OTHER_REGISTRY), headers).registry_id == KEY_OTHER_REGISTRY[2]
 
 
-def test_empty_body_and_other_region_verify():
-    headers = received(sign_request("POST", URL, b"", BASE_HEADERS, KEY_A, region="eu-west-3"))
+def test_empty_body_verifies():
+    headers = received(sign_request("POST", URL, b"", BASE_HEADERS, KEY_A))
     check(verifier(), headers, b"")
+
+
+def test_a_scope_naming_another_region_is_refused():
+    headers = received(sign_request("POST", URL, BODY, BASE_HEADERS, KEY_A, region="eu-west-3"))
+    with pytest.raises(InvalidSignatureException, match="valid region"):
+        check(verifier(), headers)
+    other = SigV4Verifier(creds(KEY_A), region="eu-west-3")
+    check(other, headers)  # a server of that region takes it
+
+
+def _authorization(signed_headers: str) -> dict[str, str]:
+    now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return {
+        "host": "127.0.0.1:5000", "x-amz-date": now, "x-amz-target": TARGET + "BatchDeleteImage",
+        "authorization": f"AWS4-HMAC-SHA256 Credential={KEY_A[0]}/{now[:8]}/us-east-1/ecr/aws4_request, "
+                         f"SignedHeaders={signed_headers}, Signature=" + "0" * 64,
+    }
+
+
+@pytest.mark.parametrize("signed, missing", [
+    ("host;x-amz-date", "X-Amz-Target"),  # a captured call replayed as another operation
+    ("host;x-amz-target", "X-Amz-Date"),
+    ("x-amz-date;x-amz-target", "Host"),
+])
+def test_the_signature_must_cover_host_date_and_target(signed, missing):
+    with pytest.raises(IncompleteSignatureException, match=f"'{missing}' must be a 'SignedHeader'"):
+        verifier().check_headers(_authorization(signed))
+
+
+def test_a_security_token_sent_must_be_signed():
+    headers = _authorization("host;x-amz-date;x-amz-target")
+    headers["x-amz-security-token"] = "FQoG..."
+    with pytest.raises(IncompleteSignatureException, match="'X-Amz-Security-Token' must be a 'SignedHeader'"):
+        verifier().check_headers(headers)
+
+
+def test_a_replayed_signature_with_the_target_swapped_is_refused_end_to_end():
+    signed = received(sign_request("POST", URL, BODY, {**BASE_HEADERS, "X-Amz-Target": TARGET + "BatchGetImage"}, KEY_A))
+    signed["x-amz-target"] = TARGET + "BatchDeleteImage"
+    with pytest.raises(InvalidSignatureException):
+        check(verifier(), signed)
 
 
 def test_query_string_is_part_of_the_signature():

@@ -7,6 +7,8 @@ from typing import Any
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
+MiB = 2**20
+
 #: A max-size part (20,971,520 bytes) is 27,962,028 characters of base64; with the JSON around
 #: it a legitimate UploadLayerPart body stays below this, anything larger is refused unread.
 DEFAULT_MAX_BODY_BYTES = 29_000_000
@@ -35,6 +37,17 @@ class ServerConfig:
     threads: int = 16
     #: How long GetDownloadUrlForLayer's URLs stay valid (seconds).
     download_url_ttl: float = 3600.0
+    #: A request's line and headers: at most this many bytes (431 above), arriving within
+    #: this many seconds (408 after; a connection that sent nothing is closed).
+    max_head_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    #: Connections one worker serves at once; requests past it are answered 503 at once.
+    max_connections: int = 256
+    #: Request-body bytes one worker holds in memory at once, over all its requests; a request
+    #: that would go past it is answered ThrottlingException (clients retry) and closed.
+    max_buffered_bytes: int = 512 * MiB
+    #: Seconds between purges of uploads idle past the store's TTL (0: never).
+    purge_interval: float = 600.0
     fail_upload_parts: int = 0
 
     def __post_init__(self) -> None:
@@ -46,3 +59,16 @@ class ServerConfig:
             raise ValueError("body timeouts must be positive")
         if self.download_url_ttl <= 0:
             raise ValueError("download_url_ttl must be positive")
+        if self.max_head_bytes < 1024 or self.head_timeout <= 0 or self.max_connections <= 0:
+            raise ValueError("max_head_bytes must be >= 1024, head_timeout and max_connections positive")
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError("max_buffered_bytes must hold at least one body of max_body_bytes")
+        if self.purge_interval < 0:
+            raise ValueError("purge_interval must not be negative")
+
+    @property
+    def region(self) -> str:
+        """The region signatures must be scoped to (the store's)."""
+        from ..limits import DEFAULT_REGION
+
+        return str(self.store_options.get("region", DEFAULT_REGION))

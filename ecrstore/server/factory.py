@@ -9,6 +9,9 @@ Today's endpoints: ECR's JSON 1.1 API (``POST /``, the default) and the signed l
 from __future__ import annotations
 
 import functools
+import logging
+import random
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,14 +19,46 @@ from typing import Any
 
 from ..urls import LAYER_PATH_PREFIX
 from .asgi import Route, Router
-from .auth.credentials import load_credentials
+from .auth.credentials import CredentialsSource
 from .auth.sigv4 import SigV4Verifier
 from .awsjson.app import EcrApp
 from .awsjson.downloads import LayerDownloads
 from .awsjson.operations import Operation
 from .config import ServerConfig
 
-__all__ = ["AppFactory", "build_app", "compose"]
+__all__ = ["AppFactory", "PeriodicPurge", "build_app", "compose"]
+
+log = logging.getLogger("ecrstore.server")
+
+
+class PeriodicPurge:
+    """Removes uploads idle past the store's TTL every ``interval`` seconds (with a random
+    tenth of jitter, so workers spread out), on a thread of its own; stopped by :meth:`stop`.
+    Several workers purging at once is safe: the engine re-checks each removal."""
+
+    def __init__(self, store: Any, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ecrstore-purge", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval * random.uniform(0.9, 1.1)):
+            try:
+                removed = self._store.purge_uploads()
+            except Exception as e:  # a failed purge is retried at the next interval
+                log.error("periodic purge of idle uploads failed: %s", e)
+                continue
+            if removed:
+                log.info("periodic purge removed %d idle upload(s)", removed)
 
 
 def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
@@ -35,12 +70,18 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
     executor = ThreadPoolExecutor(config.threads, thread_name_prefix="ecrstore-call")
     api = EcrApp(store, config, verifier, executor, operations)
     downloads = LayerDownloads(store, executor)
-    shutdown = [functools.partial(executor.shutdown, wait=True)]
+    startup: list[Any] = []
+    shutdown: list[Any] = []
+    if config.purge_interval > 0 and hasattr(store, "purge_uploads"):
+        purge = PeriodicPurge(store, config.purge_interval)
+        startup.append(purge.start)
+        shutdown.append(purge.stop)
+    shutdown.append(functools.partial(executor.shutdown, wait=True))
     close = getattr(store, "close", None)
     if close is not None:
         shutdown.append(close)
     return Router([Route(LAYER_PATH_PREFIX, downloads, frozenset({"GET", "HEAD"}))], default=api,
-                  on_shutdown=shutdown)
+                  on_startup=startup, on_shutdown=shutdown)
 
 
 def build_app(config: ServerConfig) -> Router:
@@ -51,8 +92,10 @@ def build_app(config: ServerConfig) -> Router:
     verifier = None
     if config.auth:
         assert config.credentials_file is not None  # ServerConfig guarantees it with auth
-        verifier = SigV4Verifier(load_credentials(config.credentials_file))
-    store = Store(config.store_path, **config.store_options)
+        verifier = SigV4Verifier(CredentialsSource(config.credentials_file), region=config.region)
+    # Never create: only serve's preparation does. A store gone since then is refused, not
+    # silently replaced by an empty one.
+    store = Store(config.store_path, **{**config.store_options, "create": False})
     return compose(store, config, verifier)
 
 

@@ -25,16 +25,19 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .auth.credentials import Credential, ensure_credentials_file, load_credentials
 from .config import ServerConfig
+from .http.guard import HeadLimits, guarded_protocol
 
 __all__ = [
     "CREDENTIALS_FILENAME",
@@ -55,6 +58,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 #: uvicorn's exit status for a worker that could not start.
 STARTUP_FAILURE = 3
 MAX_STARTUP_FAILURES = 3
+#: A worker that dies within this many seconds of its start counts as failing to start,
+#: whatever its exit status; restarts wait 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY.
+QUICK_DEATH_SECONDS = 10.0
+MAX_RESTART_DELAY = 30.0
 
 log = logging.getLogger("ecrstore.server")
 #: How long the supervisor's accept waits before it looks at the stop flag again (seconds).
@@ -100,36 +107,58 @@ def endpoint_url(host: str, port: int) -> str:
 
 
 def usage_hint(path: str, credential: Credential, host: str, port: int, created: bool) -> str:
-    """How to point the AWS CLI / boto3 at this server with ``credential`` (for stderr)."""
+    """How to point the AWS CLI / boto3 at this server with ``credential`` (for stderr). The
+    secret is shown only when the file was just created: later starts name the file instead,
+    so a secret does not end up in every log that captures the server's output."""
     verb = "created" if created else "using"
+    secret = credential.secret_access_key if created else f"<the secret for {credential.access_key_id} in {path}>"
     return (
         f"ecrstore: {verb} credentials file {path}\n"
         f"ecrstore: to use this server (registry {credential.registry_id}):\n"
         f"  export AWS_ACCESS_KEY_ID={credential.access_key_id}\n"
-        f"  export AWS_SECRET_ACCESS_KEY={credential.secret_access_key}\n"
+        f"  export AWS_SECRET_ACCESS_KEY={secret}\n"
         f"  export AWS_ENDPOINT_URL_ECR={endpoint_url(host, port)}\n"
         f"  export AWS_DEFAULT_REGION=us-east-1\n"
         f"  aws ecr describe-repositories\n"
     )
 
 
+class RedactSignatures(logging.Filter):
+    """Access-log lines show a request's path without the query's signature values: a signed
+    download URL in a log is as good as the layer to whoever reads the log."""
+
+    _SECRET = re.compile(r"((?:X-Ecrstore-Signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&\s\"]*",
+                         re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._SECRET.sub(r"\1REDACTED", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
 def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup with every log (access lines included) on stderr, and the
-    ecrstore loggers sharing its handler."""
+    """uvicorn's logging setup with every log (access lines included) on stderr, signatures
+    redacted from access lines, and the ecrstore loggers sharing its handler."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config.setdefault("filters", {})["redact"] = {"()": RedactSignatures}
+    config["handlers"]["access"]["filters"] = ["redact"]
     config["loggers"]["ecrstore"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return config
 
 
-def _uvicorn_config(factory: AsgiAppFactory, host: str, port: int, log_level: str, access_log: bool) -> Any:
+def _uvicorn_config(factory: AsgiAppFactory, host: str, port: int, log_level: str, access_log: bool,
+                    limits: ConnectionLimits) -> Any:
     import uvicorn
 
     return uvicorn.Config(
         factory,
         factory=True,
+        http=guarded_protocol(limits.head),
+        limit_concurrency=limits.max_connections,
         interface="asgi3",
         host=host,
         port=port,
@@ -142,11 +171,20 @@ def _uvicorn_config(factory: AsgiAppFactory, host: str, port: int, log_level: st
     )
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one worker allows before any app sees a request: head size and time, and how
+    many connections it serves at once (503 past it)."""
+
+    head: HeadLimits = HeadLimits()
+    max_connections: int = 256
+
+
 def _worker_main(factory: AsgiAppFactory, host: str, port: int, log_level: str, access_log: bool,
-                 channel: socket.socket) -> None:
+                 limits: ConnectionLimits, channel: socket.socket) -> None:
     """Entry point of a worker process (spawned: nothing but its arguments is inherited).
     Serves the connections the supervisor passes over ``channel``."""
-    server = _handoff_server_class()(_uvicorn_config(factory, host, port, log_level, access_log), channel)
+    server = _handoff_server_class()(_uvicorn_config(factory, host, port, log_level, access_log, limits), channel)
     server.run(sockets=[])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -218,24 +256,28 @@ def serve(config: ServerConfig, *, host: str = "127.0.0.1", port: int = 5000, wo
     """Serve ECR's endpoints for ``config``: :func:`run` with ``AppFactory(config)``."""
     from .factory import AppFactory  # here: this module needs no server extra to import
 
+    limits = ConnectionLimits(HeadLimits(config.max_head_bytes, config.head_timeout), config.max_connections)
     return run(AppFactory(config), host=host, port=port, workers=workers, log_level=log_level,
-               access_log=access_log)
+               access_log=access_log, limits=limits)
 
 
 def run(factory: AsgiAppFactory, *, host: str = "127.0.0.1", port: int = 5000, workers: int = 1,
-        log_level: str = "info", access_log: bool = True) -> int:
+        log_level: str = "info", access_log: bool = True, limits: ConnectionLimits | None = None) -> int:
     """Run the app ``factory`` builds until SIGINT/SIGTERM; returns the exit status after a
     graceful shutdown.
 
     ``factory`` must be picklable (it travels to spawned workers). With one worker uvicorn runs
     in this process. With more, this process binds the socket, supervises ``workers`` spawned
     processes and deals them the accepted connections in turn; each calls ``factory`` once.
-    A worker that dies is restarted (the connections it held are lost); if workers keep
-    failing at startup (e.g. the store cannot be opened) the server stops with status 1.
+    A worker that dies is restarted (the connections it held are lost), after a delay that
+    doubles while workers keep dying young; after MAX_STARTUP_FAILURES workers in a row fail
+    to start or die within QUICK_DEATH_SECONDS (e.g. the store cannot be opened) the server
+    stops with status 1.
     """
     import uvicorn
 
-    uv_config = _uvicorn_config(factory, host, port, log_level, access_log)
+    limits = limits or ConnectionLimits()
+    uv_config = _uvicorn_config(factory, host, port, log_level, access_log, limits)
     if workers <= 1:
         server = uvicorn.Server(uv_config)
         server.run()
@@ -243,7 +285,7 @@ def run(factory: AsgiAppFactory, *, host: str = "127.0.0.1", port: int = 5000, w
     sock = uv_config.bind_socket()
     try:
         sock.listen(uv_config.backlog)  # bound, not yet listening: the workers no longer do it
-        return _Supervisor(workers, (factory, host, port, log_level, access_log), sock).run()
+        return _Supervisor(workers, (factory, host, port, log_level, access_log, limits), sock).run()
     finally:
         sock.close()
 
@@ -283,7 +325,7 @@ class _Supervisor:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout, InterruptedError):
+            except (TimeoutError, InterruptedError):
                 continue
             except OSError as e:
                 if self._stop.is_set():
@@ -309,33 +351,47 @@ class _Supervisor:
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         status = 0
-        processes = [self._start(i) for i in range(self._count)]
-        log.info("started %d workers (pids %s)", len(processes), ", ".join(str(p.pid) for p in processes))
+        processes: list[multiprocessing.process.BaseProcess | None] = [self._start(i) for i in range(self._count)]
+        started = [time.monotonic()] * self._count
+        due: list[float | None] = [None] * self._count  # when a dead slot is restarted
+        log.info("started %d workers (pids %s)", len(processes),
+                 ", ".join(str(p.pid) for p in processes if p is not None))
         dealer = threading.Thread(target=self._deal, name="ecrstore-accept", daemon=True)
         dealer.start()
         try:
             while not self._stop.is_set():
-                multiprocessing.connection.wait([p.sentinel for p in processes], timeout=0.5)
+                multiprocessing.connection.wait([p.sentinel for p in processes if p is not None], timeout=0.5)
+                now = time.monotonic()
                 for i, process in enumerate(processes):
-                    if process.is_alive() or self._stop.is_set():
-                        continue
-                    if process.exitcode == STARTUP_FAILURE:
-                        self._failures += 1
-                    log.error("worker %d exited with status %s", process.pid, process.exitcode)
-                    if self._failures >= MAX_STARTUP_FAILURES:
-                        log.error("workers keep failing at startup; stopping")
-                        self._stop.set()
-                        status = 1
+                    if self._stop.is_set():
                         break
-                    processes[i] = self._start(i)
+                    if process is None:
+                        when = due[i]
+                        if when is not None and now >= when:
+                            try:
+                                processes[i], started[i], due[i] = self._start(i), now, None
+                            except OSError as e:  # the spawn itself failed: count it and wait
+                                log.error("cannot start a worker: %s", e)
+                                status = self._failed(i, due, now) or status
+                        continue
+                    if process.is_alive():
+                        continue
+                    log.error("worker %d exited with status %s", process.pid, process.exitcode)
+                    processes[i] = None
+                    if process.exitcode == STARTUP_FAILURE or now - started[i] < QUICK_DEATH_SECONDS:
+                        status = self._failed(i, due, now) or status
+                    else:
+                        self._failures = 0
+                        due[i] = now
         finally:
             self._stop.set()
             dealer.join()
-            for process in processes:
+            alive = [p for p in processes if p is not None]
+            for process in alive:
                 if process.is_alive():
                     process.terminate()  # SIGTERM: uvicorn finishes its requests and exits
             deadline = time.monotonic() + GRACEFUL_SHUTDOWN_SECONDS + 5
-            for process in processes:
+            for process in alive:
                 process.join(max(0.0, deadline - time.monotonic()))
                 if process.is_alive():
                     process.kill()
@@ -347,6 +403,19 @@ class _Supervisor:
                     if channel is not None:
                         channel.close()
         return status
+
+    def _failed(self, slot: int, due: list[float | None], now: float) -> int:
+        """A worker failed to start or died young: schedule its restart with a growing delay,
+        or stop the server (answering 1) once failures in a row reach the limit."""
+        self._failures += 1
+        if self._failures >= MAX_STARTUP_FAILURES:
+            log.error("workers keep failing at startup (%d in a row); stopping", self._failures)
+            self._stop.set()
+            return 1
+        delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (self._failures - 1))
+        log.error("restarting worker slot %d in %.1f s", slot, delay)
+        due[slot] = now + delay
+        return 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stop.set()

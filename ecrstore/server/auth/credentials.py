@@ -7,6 +7,10 @@ Format: one ``ACCESS_KEY_ID SECRET_ACCESS_KEY REGISTRY_ID`` per line, separated 
 When ``ecrstore serve`` is given neither ``--credentials`` nor ``--no-auth`` it uses
 ``<store>/credentials``, creating it (mode 0600, one fresh key pair for the store's default
 registry) when it is absent; see :func:`ensure_credentials_file`.
+
+A file that users other than its owner may read or write is refused (CredentialsFileError):
+anyone who can read it can sign as every key in it. :class:`CredentialsSource` re-reads the
+file when it changes, so a key removed from it stops working within a second, no restart.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import os
 import re
 import secrets
 import stat
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from ...fsutil import atomic_create
 
 __all__ = [
     "Credential",
     "CredentialsFileError",
+    "CredentialsSource",
     "ensure_credentials_file",
     "format_credentials",
     "generate_credential",
@@ -92,7 +101,10 @@ def load_credentials(path: str | os.PathLike[str]) -> dict[str, Credential]:
     except UnicodeDecodeError as e:
         raise CredentialsFileError(f"credentials file {path} is not UTF-8 text") from e
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("credentials file %s is readable by other users (mode %o)", path, mode & 0o777)
+        raise CredentialsFileError(
+            f"credentials file {path} may be read or written by other users (mode {mode & 0o777:o}): "
+            f"make it private with 'chmod 600 {path}'"
+        )
     creds = parse_credentials(text, path)
     if not creds:
         raise CredentialsFileError(f"credentials file {path} holds no access key")
@@ -126,41 +138,54 @@ def ensure_credentials_file(path: str | os.PathLike[str], registry_id: str) -> t
     path = os.fspath(path)
     if not os.path.exists(path):
         cred = generate_credential(registry_id)
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, format_credentials([cred]).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-                created = True
-            except FileExistsError:
-                created = False
+            created = atomic_create(path, format_credentials([cred]).encode(), 0o600)
         except OSError as e:
             raise CredentialsFileError(f"cannot create credentials file {path}: {e.strerror or e}") from e
-        finally:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
         if created:
-            _fsync_dir(directory)
             return {cred.access_key_id: cred}, True
     return load_credentials(path), False
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class CredentialsSource:
+    """The credentials of a file as it is now: re-read when its size, mtime or inode change
+    (looked at once per ``interval`` seconds at most). Thread-safe.
+
+    A removed file revokes every key. A change that leaves the file malformed keeps the last
+    good credentials and logs an error: a half-saved edit must not lock every client out.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, interval: float = 1.0) -> None:
+        self.path = os.fspath(path)
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._creds = load_credentials(self.path)
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def current(self) -> Mapping[str, Credential]:
+        now = time.monotonic()
+        if now - self._checked < self._interval:
+            return self._creds
+        with self._lock:
+            if now - self._checked >= self._interval:
+                self._checked = now
+                stamp = self._stat()
+                if stamp is None and self._stamp is not None:
+                    log.error("credentials file %s is gone: every key is revoked", self.path)
+                    self._creds, self._stamp = {}, None
+                elif stamp != self._stamp:
+                    try:
+                        self._creds = load_credentials(self.path)
+                        self._stamp = stamp
+                        log.info("credentials file %s re-read: %d key(s)", self.path, len(self._creds))
+                    except CredentialsFileError as e:
+                        log.error("credentials file changed but cannot be used (%s); keeping the previous keys", e)
+        return self._creds

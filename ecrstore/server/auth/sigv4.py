@@ -4,8 +4,12 @@ Verification is split in two so that everything the headers alone decide is refu
 byte of the body is read:
 
 1. :meth:`SigV4Verifier.check_headers` parses ``Authorization`` and ``X-Amz-Date``, finds the
-   access key and checks the clock skew. It raises MissingAuthenticationTokenException,
-   IncompleteSignatureException, UnrecognizedClientException or InvalidSignatureException.
+   access key, checks the clock skew and the credential scope (date, the server's region,
+   service), and that the signature covers what selects and authorises the operation:
+   ``host``, ``x-amz-date``, ``x-amz-target`` and, when sent, ``x-amz-security-token`` — so
+   a captured request cannot be replayed as another operation by swapping an unsigned header.
+   It raises MissingAuthenticationTokenException, IncompleteSignatureException,
+   UnrecognizedClientException
 2. :meth:`SigV4Verifier.verify` recomputes the signature once the body's sha256 is known and
    compares it in constant time (InvalidSignatureException on mismatch).
 
@@ -27,6 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
@@ -40,12 +45,17 @@ from ...errors import (
 )
 from .credentials import Credential
 
-__all__ = ["ALGORITHM", "MAX_CLOCK_SKEW", "PendingAuth", "SigV4Verifier", "parse_authorization"]
+__all__ = ["ALGORITHM", "MAX_CLOCK_SKEW", "REQUIRED_SIGNED_HEADERS", "PendingAuth", "SigV4Verifier",
+           "parse_authorization"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 #: AWS refuses signatures dated more than 15 minutes away from its clock.
 MAX_CLOCK_SKEW = 15 * 60
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: Headers every signature must cover (``x-amz-security-token`` too, whenever it is sent).
+REQUIRED_SIGNED_HEADERS = ("host", "x-amz-date", "x-amz-target")
+_HEADER_NAMES = {"host": "Host", "x-amz-date": "X-Amz-Date", "x-amz-target": "X-Amz-Target",
+                 "x-amz-security-token": "X-Amz-Security-Token"}
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
@@ -104,9 +114,8 @@ def parse_authorization(value: str) -> AuthorizationHeader:
         )
     signed = tuple(h.strip().lower() for h in params["SignedHeaders"].split(";"))
     if any(not h for h in signed):
-        raise IncompleteSignatureException(f"Authorization header has an empty 'SignedHeaders' entry. Authorization={value}")
-    if "host" not in signed:
-        raise IncompleteSignatureException(f"'Host' must be a 'SignedHeader' in the AWS Authorization. Authorization={value}")
+        raise IncompleteSignatureException(
+            f"Authorization header has an empty 'SignedHeaders' entry. Authorization={value}")
     key_id, scope_date, region, service, terminator = scope
     return AuthorizationHeader(key_id, scope_date, region, service, terminator, signed, params["Signature"])
 
@@ -137,16 +146,32 @@ class _RequestSigner(SigV4Auth):
         return self._payload_hash
 
 
+class _Source(Protocol):
+    def current(self) -> Mapping[str, Credential]: ...
+
+
+class _Fixed:
+    def __init__(self, credentials: Mapping[str, Credential]) -> None:
+        self._credentials = dict(credentials)
+
+    def current(self) -> Mapping[str, Credential]:
+        return self._credentials
+
+
 class SigV4Verifier:
     """Verifies SigV4-signed requests against a set of credentials.
 
-    ``credentials`` maps access key id -> Credential. ``service`` is the signing name the
-    credential scope must carry ("ecr"). ``clock`` returns epoch seconds (tests pass a fake).
+    ``credentials`` maps access key id -> Credential, or is a source whose ``current()`` does
+    (a :class:`.credentials.CredentialsSource` follows its file). ``region`` is the one region
+    a credential scope may name (this server's); ``service`` the signing name ("ecr").
+    ``clock`` returns epoch seconds (tests pass a fake).
     """
 
-    def __init__(self, credentials: Mapping[str, Credential], *, service: str = "ecr",
-                 max_skew: float = MAX_CLOCK_SKEW, clock: Callable[[], float] = time.time) -> None:
-        self._credentials = dict(credentials)
+    def __init__(self, credentials: Mapping[str, Credential] | _Source, *, region: str = "us-east-1",
+                 service: str = "ecr", max_skew: float = MAX_CLOCK_SKEW,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._source: _Source = _Fixed(credentials) if isinstance(credentials, Mapping) else credentials
+        self._region = region
         self._service = service
         self._max_skew = max_skew
         self._clock = clock
@@ -177,7 +202,13 @@ class SigV4Verifier:
             raise IncompleteSignatureException(
                 f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
             ) from None
-        credential = self._credentials.get(header.access_key_id)
+        required = REQUIRED_SIGNED_HEADERS + (("x-amz-security-token",) if "x-amz-security-token" in headers else ())
+        for name in required:
+            if name not in header.signed_headers:
+                raise IncompleteSignatureException(
+                    f"'{_HEADER_NAMES[name]}' must be a 'SignedHeader' in the AWS Authorization. Authorization={value}"
+                )
+        credential = self._source.current().get(header.access_key_id)
         if credential is None:
             raise UnrecognizedClientException(_BAD_TOKEN)
         now = self._clock()
@@ -195,6 +226,10 @@ class SigV4Verifier:
             raise InvalidSignatureException(
                 f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
                 f"from HTTP: '{header.scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
+            )
+        if header.region != self._region:
+            raise InvalidSignatureException(
+                f"Credential should be scoped to a valid region, not '{header.region}'. "
             )
         if header.service != self._service:
             raise InvalidSignatureException(f"Credential should be scoped to correct service: '{self._service}'. ")
@@ -240,6 +275,6 @@ class SigV4Verifier:
         )
         canonical = signer.canonical_request(request)
         expected = signer.signature(signer.string_to_sign(request, canonical), request)
-        if not hmac.compare_digest(expected.encode(), header.signature.encode()):
+        if not hmac.compare_digest(expected.encode(), header.signature.encode("utf-8", "replace")):
             raise InvalidSignatureException(_BAD_SIGNATURE)
         return credential

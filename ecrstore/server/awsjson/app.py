@@ -41,6 +41,7 @@ from ...errors import (
     RequestTimeoutException,
     SerializationException,
     ServerException,
+    ThrottlingException,
     UnknownOperationException,
 )
 from ..auth.credentials import Credential
@@ -52,6 +53,8 @@ from ..http.body import (
     BodyStream,
     BodyTimeout,
     BodyTooLarge,
+    BudgetExhausted,
+    BufferBudget,
     ClientDisconnected,
     InvalidContentLength,
     content_length,
@@ -99,6 +102,8 @@ class EcrApp:
         self.verifier = verifier
         self.operations = OPERATIONS if operations is None else operations
         self.limits = BodyLimits(config.max_body_bytes, config.body_idle_timeout, config.body_total_timeout)
+        #: Body bytes this app (one per worker) holds at once, over all requests.
+        self.budget = BufferBudget(config.max_buffered_bytes)
         self._executor = executor
         # Test-only fault hook (off unless configured): see ServerConfig.fail_upload_parts.
         self._fail_parts = config.fail_upload_parts
@@ -131,7 +136,7 @@ class EcrApp:
         headers = dict(raw_headers)
         try:
             # Before the signature: an oversized body is refused unread whoever sends it.
-            stream = BodyStream(receive, self.limits, content_length(headers))
+            stream = BodyStream(receive, self.limits, content_length(headers), self.budget)
         except BodyError as e:
             raise _BodyLeftUnread(self._refusal(e)) from None
 
@@ -150,13 +155,16 @@ class EcrApp:
         # The signature covers the body's sha256: hashed in pool threads while it arrives.
         hasher = BodyHasher(self._executor) if pending is not None else None
         try:
-            body = [await stream.read(hasher.feed if hasher is not None else None)]
-        except BodyError as e:
-            raise _BodyLeftUnread(self._refusal(e)) from None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._execute, scope, raw_headers, headers, pending, hasher, body
-        )
+            try:
+                body = [await stream.read(hasher.feed if hasher is not None else None)]
+            except BodyError as e:
+                raise _BodyLeftUnread(self._refusal(e)) from None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, self._execute, scope, raw_headers, headers, pending, hasher, body
+            )
+        finally:
+            stream.release()
 
     def _refusal(self, error: BodyError) -> EcrError:
         """ECR's answer to a body refused by the limits."""
@@ -166,6 +174,8 @@ class EcrApp:
                 f"Request body of {size} bytes exceeds the limit of {error.limit} bytes; "
                 f"a layer part may hold at most {MAX_LAYER_PART_BYTES} bytes"
             )
+        if isinstance(error, BudgetExhausted):
+            return ThrottlingException("Rate exceeded: the server is holding its maximum of request bodies; retry")
         if isinstance(error, BodyTimeout):
             return RequestTimeoutException(
                 f"The request body was not received in time ({error.received} bytes arrived)."

@@ -23,6 +23,7 @@ import pybase64
 
 from ... import models as m
 from ...errors import SerializationException, invalid_parameter
+from ...limits import MAX_PART_BYTES
 from .codec import to_wire
 from .decode import Base64Span
 
@@ -44,7 +45,7 @@ __all__ = [
 #: ``X-Amz-Target`` is ``<TARGET_PREFIX><Operation>``.
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 #: The service model's maximum for ``layerPartBlob``, in decoded bytes.
-MAX_LAYER_PART_BYTES = 20_971_520
+MAX_LAYER_PART_BYTES = MAX_PART_BYTES
 
 
 class Shape:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from .types import Receive
 
 __all__ = [
+    "BufferBudget",
+    "BudgetExhausted",
     "BodyError",
     "BodyLimits",
     "BodyStream",
@@ -57,6 +59,39 @@ class BodyLimits:
 
 class BodyError(Exception):
     """The body was refused before its end: answer, then close the connection."""
+
+
+class BudgetExhausted(BodyError):
+    """Taking this body's next chunk would put the worker over its buffered-bytes budget."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the server holds its maximum of {limit} bytes of request bodies")
+        self.limit = limit
+
+
+class BufferBudget:
+    """The request-body bytes one worker may hold at once, shared by all its requests.
+
+    Used from the event loop only (bodies are read there), so it needs no lock. Bytes are
+    taken as chunks arrive and given back when the request that held them is done.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("the buffer budget must be positive")
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used = max(0, self.used - n)
 
 
 class BodyTooLarge(BodyError):
@@ -115,9 +150,10 @@ class BodyStream:
     last chunk; :attr:`received` counts the bytes yielded. One consumer at a time.
     """
 
-    __slots__ = ("_receive", "_limits", "_deadline", "_done", "received")
+    __slots__ = ("_receive", "_limits", "_deadline", "_done", "received", "_budget", "_held")
 
-    def __init__(self, receive: Receive, limits: BodyLimits, length: int | None = None) -> None:
+    def __init__(self, receive: Receive, limits: BodyLimits, length: int | None = None,
+                 budget: BufferBudget | None = None) -> None:
         if length is not None and length > limits.max_bytes:
             raise BodyTooLarge(limits.max_bytes, length)
         self._receive = receive
@@ -125,6 +161,21 @@ class BodyStream:
         self._deadline = time.monotonic() + limits.total_timeout
         self._done = False
         self.received = 0
+        self._budget = budget
+        self._held = 0
+
+    def hold(self, n: int) -> None:
+        """Count ``n`` bytes the consumer keeps against the budget (BudgetExhausted past it)."""
+        if self._budget is not None:
+            if not self._budget.take(n):
+                raise BudgetExhausted(self._budget.limit)
+            self._held += n
+
+    def release(self) -> None:
+        """Give back every byte :meth:`hold` counted (the request is done with its body)."""
+        if self._budget is not None and self._held:
+            self._budget.give(self._held)
+            self._held = 0
 
     @property
     def complete(self) -> bool:
@@ -157,9 +208,11 @@ class BodyStream:
     async def read(self, on_chunk: Callable[[bytes], None] | None = None) -> bytearray:
         """The rest of the body in one buffer that grows as bytes arrive (see the module doc).
         ``on_chunk`` sees each chunk, in order, once it is counted (e.g. a hash fed while the
-        body arrives)."""
+        body arrives). With a budget the buffered bytes are held against it until
+        :meth:`release` (BudgetExhausted when it runs out)."""
         buf = bytearray()
         async for chunk in self:
+            self.hold(len(chunk))
             buf += chunk
             if on_chunk is not None:
                 on_chunk(chunk)
