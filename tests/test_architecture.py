@@ -1,4 +1,9 @@
-"""Keeps the architecture honest by reading the source: who may import what."""
+"""Keeps the architecture honest by reading the source: one table of layers covering every
+module, and the rules that keep backends behind their seams (see ARCHITECTURE.md).
+
+A module may import modules of its own layer or lower ones, never higher; a module missing
+from the table fails (a new module has to find its place here first).
+"""
 
 from __future__ import annotations
 
@@ -9,62 +14,153 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "ecrstore"
 
+ERRORS, VALUES, LOW, BACKENDS, POLICY, FACADE, FRONT = range(7)
+
+#: Every module of the package -> its layer. Package modules are named by their folder.
+LAYERS: dict[str, int] = {
+    "ecrstore.errors": ERRORS,
+    **dict.fromkeys(["ecrstore.limits", "ecrstore.settings", "ecrstore.digest", "ecrstore.models",
+                     "ecrstore.tokens", "ecrstore._sha256"], VALUES),
+    **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate"], LOW),
+    **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
+                     "ecrstore.index.lmdb_codec", "ecrstore.blobs", "ecrstore.blobs.base", "ecrstore.blobs.local",
+                     "ecrstore.urls"], BACKENDS),
+    **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
+                     "ecrstore.maintenance"], POLICY),
+    **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
+}
+#: Front-end packages: every module in them is a front end (their inner layering is checked
+#: by their own tests, e.g. tests/test_server_layout.py).
+FRONT_PACKAGES = ("ecrstore.server", "ecrstore.cli", "ecrstore.transfer")
+
+#: Backend internals: only the facade may build them; policy and front ends go through seams.
+BACKEND_INTERNALS = {"ecrstore.index.lmdb", "ecrstore.index.lmdb_codec", "ecrstore.blobs.local"}
+#: The only modules that make file-system calls on store files (front ends read their own
+#: inputs: import sources, credentials files).
+FILE_CALLERS = {"ecrstore.blobs.local", "ecrstore.hashing", "ecrstore.fsutil", "ecrstore.urls"}
+FILE_CALLS = {"open", "pwrite", "pread", "write", "read", "ftruncate", "truncate", "rename", "link", "unlink",
+              "fsync", "fdatasync", "chmod", "mkdir", "listdir", "stat", "fstat", "copy_file_range", "sendfile",
+              "remove", "replace", "scandir"}
+FILE_MODULES = {"fcntl", "mmap", "shutil"}
+
+
+def name_of(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
 
 def imports(path: Path) -> set[str]:
-    """Absolute module names imported by a file (relative imports resolved against ecrstore)."""
-    tree = ast.parse(path.read_text())
-    rel_base = ["ecrstore"] + list(path.relative_to(PKG).parent.parts)
+    """Absolute module names imported by a file (relative imports resolved)."""
+    package = name_of(path).split(".") if path.name == "__init__.py" else name_of(path).split(".")[:-1]
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = rel_base[: len(rel_base) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
                 out.add(mod)
-                if not node.module:
-                    out.update(f"{mod}.{a.name}" for a in node.names)
+                out.update(f"{mod}.{a.name}" for a in node.names)
             else:
                 out.add(node.module or "")
+                out.update(f"{node.module}.{a.name}" for a in node.names)
     return out
 
 
-def modules() -> dict[str, set[str]]:
-    return {
-        ".".join(p.relative_to(PKG.parent).with_suffix("").parts): imports(p)
-        for p in PKG.rglob("*.py")
-    }
+def modules() -> dict[str, Path]:
+    return {name_of(p): p for p in PKG.rglob("*.py")} | {"ecrstore._sha256": PKG / "_sha256.pyi"}
 
 
-def test_only_the_index_imports_lmdb():
-    users = {m for m, imp in modules().items() if any(i == "lmdb" or i.startswith("lmdb.") for i in imp)}
-    assert users == {"ecrstore.index"}
+def layer_of(module: str) -> int | None:
+    if module in LAYERS:
+        return LAYERS[module]
+    if any(module == f or module.startswith(f + ".") for f in FRONT_PACKAGES):
+        return FRONT
+    return None
 
 
-def test_errors_module_imports_nothing_from_the_package():
-    assert not {i for i in modules()["ecrstore.errors"] if i.startswith("ecrstore")}
+def package_modules(imported: set[str]) -> set[str]:
+    """The ecrstore modules among imported names (``from x import y`` may name a module or a
+    name in it: the longest known module wins)."""
+    known = set(modules())
+    out = set()
+    for name in imported:
+        if not name.startswith("ecrstore"):
+            continue
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            out.add(name)
+    return out
 
 
-@pytest.mark.parametrize("low", ["ecrstore.store", "ecrstore.uploads", "ecrstore.index", "ecrstore.maintenance",
-                                 "ecrstore.hashing", "ecrstore.layout", "ecrstore.digest"])
-def test_engine_never_imports_front_ends(low):
-    mods = modules()
-    if low not in mods:
-        pytest.skip(f"{low} does not exist")
-    bad = {i for i in mods[low] if i.startswith(("ecrstore.server", "ecrstore.cli"))}
-    assert not bad, f"{low} imports front ends: {bad}"
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in modules() if layer_of(m) is None)
+    assert not missing, f"modules with no place in the table: {missing}"
+    stale = sorted(m for m in LAYERS if m not in modules())
+    assert not stale, f"the table names modules that do not exist: {stale}"
 
 
-def test_environment_is_read_in_one_place():
-    readers = set()
-    for p in PKG.rglob("*.py"):
-        src = p.read_text()
-        if "os.environ" in src or "getenv(" in src:
-            readers.add(p.name)
-    assert readers <= {"settings.py"}, readers
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_imports_point_down(module):
+    if module == "ecrstore._sha256":
+        return
+    mine = layer_of(module)
+    assert mine is not None
+    up = {m for m in package_modules(imports(modules()[module])) if (layer_of(m) or 0) > mine}
+    assert not up, f"{module} (layer {mine}) imports higher layers: {up}"
+
+
+def test_only_the_lmdb_backend_imports_lmdb():
+    users = {m for m, p in modules().items() if p.suffix == ".py"
+             and any(i == "lmdb" or i.startswith("lmdb.") for i in imports(p))}
+    assert users == {"ecrstore.index.lmdb"}
+
+
+def test_errors_import_nothing_of_the_package():
+    assert not package_modules(imports(modules()["ecrstore.errors"]))
+
+
+def test_backend_internals_are_reached_only_by_the_facade_and_themselves():
+    for module, path in modules().items():
+        if path.suffix != ".py" or module in BACKEND_INTERNALS or module == "ecrstore.store":
+            continue
+        bad = package_modules(imports(path)) & BACKEND_INTERNALS
+        assert not bad, f"{module} reaches backend internals {bad}"
+
+
+def _file_calls(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(parse(path)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            if isinstance(target, ast.Name) and target.id == "os" and node.func.attr in FILE_CALLS:
+                found.add(f"os.{node.func.attr}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            found.add("open")
+    found.update(i for i in imports(path) if i.split(".")[0] in FILE_MODULES)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in LAYERS if m not in FILE_CALLERS and m != "ecrstore._sha256"))
+def test_engine_file_calls_live_in_the_blob_backend(module):
+    calls = _file_calls(modules()[module])
+    assert not calls, f"{module} makes file-system calls {calls}: they belong in blobs/local.py or fsutil.py"
+
+
+def test_the_environment_is_read_in_one_place():
+    readers = {m for m, p in modules().items() if p.suffix == ".py"
+               and ("os.environ" in p.read_text() or "getenv(" in p.read_text())}
+    assert readers == {"ecrstore.settings"}
 
 
 def test_modules_stay_readable():
-    long = {p.name: n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 800}
-    assert not long, f"modules over 800 lines: {long}"
+    long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines: {long}"
