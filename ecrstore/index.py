@@ -362,13 +362,16 @@ class Index:
 
     ``durable=True``: a write transaction is on stable storage when :meth:`write` returns.
     ``durable=False``: commits survive a process crash (they are in the OS page cache) but not
-    an OS crash until :meth:`sync`.
+    an OS crash until :meth:`sync`. ``read_only=True`` opens the environment read-only (nothing
+    in the index is written; on a read-only file system LMDB also leaves the lock file alone)
+    and :meth:`write` raises ServerException.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = True,
-                 map_size: int = 1 << 30, max_readers: int = 1024) -> None:
+                 map_size: int = 1 << 30, max_readers: int = 1024, read_only: bool = False) -> None:
         self._path = os.fspath(path)
         self._durable = durable
+        self._read_only = read_only
         self._initial_map_size = map_size
         self._max_readers = max_readers
         self._guard = _ResizeGuard()
@@ -399,11 +402,21 @@ class Index:
             env = lmdb.open(
                 self._path, map_size=self._initial_map_size, max_dbs=len(_DB_NAMES) + 4,
                 max_readers=self._max_readers, sync=self._durable, metasync=self._durable,
-                writemap=False, readahead=False, subdir=True, lock=True,
+                writemap=False, readahead=False, subdir=True, lock=True, readonly=self._read_only,
             )
             # Clear reader slots left by processes that died holding a read transaction, so
             # they cannot pin old pages (and grow the file) forever.
             env.reader_check()
+            if self._read_only:
+                # Handles opened in a read transaction are discarded when it ends: py-lmdb's
+                # own temporary transaction keeps them.
+                dbs = {name: env.open_db(name.encode(), create=False) for name in _DB_NAMES}
+                with env.begin() as txn:
+                    fmt = txn.get(b"format", db=dbs["meta"])
+                if fmt is None or int(fmt) != FORMAT_VERSION:
+                    raise ServerException(f"the index at {self._path} is not a store of format {FORMAT_VERSION}")
+                self._env, self._dbs, self._pid = env, dbs, os.getpid()
+                return env
             with env.begin(write=True) as txn:
                 dbs = {name: env.open_db(name.encode(), txn=txn) for name in _DB_NAMES}
                 fmt = txn.get(b"format", db=dbs["meta"])
@@ -442,7 +455,10 @@ class Index:
         ``fn`` may run more than once (when the map must grow it is re-run in a new
         transaction), so it must not have effects outside the transaction that a second run
         would repeat wrongly. An exception from ``fn`` aborts the transaction and propagates.
+        Raises ServerException on an index opened read-only.
         """
+        if self._read_only:
+            raise ServerException(f"the store at {os.path.dirname(self._path)} is open read-only")
         while True:
             with self._guard.shared():
                 env = self._environment()

@@ -68,11 +68,14 @@ class StoreStats:
     blob_bytes: int
     linked_bytes: int
     uploads_in_progress: int
+    #: Bytes of blobs no repository links: what gc and purge would free.
+    reclaimable_bytes: int = 0
 
     @property
     def dedupe_saved_bytes(self) -> int:
-        """Bytes not stored thanks to content addressing (layers linked in several repositories)."""
-        return self.linked_bytes - self.blob_bytes
+        """Bytes not stored thanks to content addressing (layers linked in several repositories):
+        linked bytes less the bytes of the linked blobs, so never negative."""
+        return max(0, self.linked_bytes - (self.blob_bytes - self.reclaimable_bytes))
 
 
 class Maintenance:
@@ -279,7 +282,11 @@ class Maintenance:
 
     def stats(self) -> StoreStats:
         with self._index.read() as t:
-            blob_bytes = sum(rec.size for _, rec in t.iter_blobs())
+            blob_bytes = reclaimable = 0
+            for dg, rec in t.iter_blobs():
+                blob_bytes += rec.size
+                if not t.blob_is_linked(dg):
+                    reclaimable += rec.size
             linked_bytes = sum(rec.size for _, _, rec in t.iter_all_links())
             return StoreStats(
                 repositories=t.count("repos"),
@@ -288,4 +295,5 @@ class Maintenance:
                 blob_bytes=blob_bytes,
                 linked_bytes=linked_bytes,
                 uploads_in_progress=t.count("uploads"),
+                reclaimable_bytes=reclaimable,
             )

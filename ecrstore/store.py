@@ -10,12 +10,15 @@ path at once (each opens its own Store, after any fork).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import fcntl
 import json
 import logging
 import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,12 +34,13 @@ from .errors import (
     RepositoryAlreadyExistsException,
     ServerException,
     TooManyTagsException,
+    UploadNotFoundException,
     invalid_parameter,
     repository_not_found,
 )
 from .images import Images
 from .index import Index, Txn
-from .layout import Layout
+from .layout import Layout, unlink_quiet
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
 from .models import (
     BatchCheckLayerAvailabilityResult,
@@ -59,6 +63,7 @@ from .models import (
     PutImageResult,
     Repository,
     Tag,
+    UploadInfo,
     UploadLayerPartResult,
 )
 from .reader import LayerReader
@@ -88,12 +93,19 @@ class Store:
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
+
+    Opening: with ``create=False`` a path holding no store raises ServerException ("no store at
+    PATH") instead of creating one. ``read_only=True`` (which never creates) writes nothing to
+    the store directory, so it works on a read-only file system; every call that would change
+    the store raises ServerException.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        create: bool = True,
+        read_only: bool = False,
         registry_id: str = DEFAULT_REGISTRY_ID,
         part_size: int = 10 * 2**20,
         min_part_size: int = 5 * 2**20,
@@ -119,12 +131,16 @@ class Store:
         self.durable = durable
         self.region = region
         self.path = os.fspath(path)
+        self.read_only = read_only
         self._layout = Layout(self.path)
-        try:
-            self._layout.create()
-        except OSError as e:
-            raise ServerException(f"cannot create the store at {self.path}: {e}") from e
-        self._index = Index(self._layout.index, durable=durable, map_size=map_size)
+        if (read_only or not create) and not self._layout.index.is_dir():
+            raise ServerException(f"no store at {self.path}")
+        if not read_only:
+            try:
+                self._layout.create()
+            except OSError as e:
+                raise ServerException(f"cannot create the store at {self.path}: {e}") from e
+        self._index = Index(self._layout.index, durable=durable, map_size=map_size, read_only=read_only)
         self._pool_lock = threading.Lock()
         self._pool_obj: ThreadPoolExecutor | None = None
         self._pool_pid = -1
@@ -294,6 +310,7 @@ class Store:
     def initiate_layer_upload(self, repository_name: str, *, registry_id: str | None = None) -> InitiateLayerUploadResult:
         """InitiateLayerUpload. Errors: RepositoryNotFound, InvalidParameter. The upload is
         durable on return (durable mode) and expires after ``upload_ttl`` idle seconds."""
+        self._check_writable()
         repo = self._repo(registry_id, repository_name)
         upload_id = self._os(self._uploads.initiate, repo)
         return InitiateLayerUploadResult(upload_id, self.part_size)
@@ -319,6 +336,7 @@ class Store:
         ``last_valid_byte_received``), LimitExceeded. Durable on return (durable mode). Racing
         parts of one upload are serialised; the loser gets InvalidLayerPart.
         """
+        self._check_writable()
         uid = v.upload_id(upload_id)
         first = v.non_negative(part_first_byte, "partFirstByte")
         last = v.non_negative(part_last_byte, "partLastByte")
@@ -357,6 +375,7 @@ class Store:
         Racing completions of one digest in one repository: one wins, the other gets
         LayerAlreadyExists.
         """
+        self._check_writable()
         uid = v.upload_id(upload_id)
         raw = v.str_list(layer_digests, "layerDigests", max_items=100)
         digests = [parse_digest(d, "layerDigests") for d in raw]
@@ -502,21 +521,101 @@ class Store:
         references and that were linked more than ``grace`` seconds ago, then delete blobs no
         repository links. Runs while uploads, completions and PutImage continue: every
         deletion re-checks its condition inside the write transaction that performs it, and a
-        completion racing a blob deletion puts its own copy in place."""
+        completion racing a blob deletion puts its own copy in place. ``dry_run`` only reads
+        (it works on a read-only store)."""
+        if not dry_run:
+            self._check_writable()
         return self._os(self._maint.gc, grace=grace, dry_run=dry_run)
 
     # --- maintenance (files) -------------------------------------------------------------
 
-    def purge(self, *, grace: float = 3600.0) -> PurgeReport:
-        """Reclaim space: uploads idle past ``upload_ttl``, blobs no repository links (older
-        than ``grace`` seconds), and files left by crashes (older than ``grace``). Safe to run
-        while other threads and processes upload."""
-        return self._os(self._maint.purge, grace=grace)
+    def purge(self, *, grace: float = 3600.0, uploads_idle: float | None = None) -> PurgeReport:
+        """Reclaim space: uploads idle past ``upload_ttl`` (or, for this purge, past
+        ``uploads_idle`` seconds), blobs no repository links (older than ``grace`` seconds), and
+        files left by crashes (older than ``grace``). Safe to run while other threads and
+        processes upload. Errors: InvalidParameter (a negative ``uploads_idle``)."""
+        self._check_writable()
+        early = (0, 0)
+        if uploads_idle is not None:
+            if not 0 <= uploads_idle < float("inf"):
+                raise invalid_parameter("uploadsIdle", "Member must be a non-negative number of seconds")
+            if uploads_idle < self.upload_ttl:
+                # purge_idle(now) removes uploads idle for longer than the TTL before ``now``;
+                # moving ``now`` forward by the difference removes those idle for longer than
+                # ``uploads_idle`` with the same locking and re-checks.
+                early = self._os(self._uploads.purge_idle, time.time() - uploads_idle + self.upload_ttl)
+        report = self._os(self._maint.purge, grace=grace)
+        return dataclasses.replace(report, uploads_removed=report.uploads_removed + early[0],
+                                   bytes_freed=report.bytes_freed + early[1])
 
     def purge_uploads(self) -> int:
         """Remove uploads idle past ``upload_ttl`` (found through the index, not the tree);
         answer how many were removed."""
+        self._check_writable()
         return self._os(self._uploads.purge_idle)[0]
+
+    def list_uploads(self, *, repository_name: str | None = None,
+                     registry_id: str | None = None) -> tuple[UploadInfo, ...]:
+        """The uploads in progress of a registry, or of one repository, by repository name and
+        then start time (one snapshot; expired uploads not yet purged are included). Errors:
+        RepositoryNotFound (a named repository), InvalidParameter. Changes nothing."""
+        registry = v.registry_id(registry_id, self.registry_id)
+        name = v.repository_name(repository_name) if repository_name is not None else None
+        out: list[UploadInfo] = []
+        with self._index.read() as t:
+            if name is not None:
+                rec = t.get_repo(registry, name)
+                if rec is None:
+                    raise repository_not_found(registry, name)
+                repos = [rec]
+            else:
+                repos = list(t.iter_repos(registry))
+            for repo in repos:
+                for uid in t.repo_upload_ids(repo.id):
+                    up = t.get_upload(uid)
+                    if up is not None:
+                        out.append(UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name,
+                                              up.received, up.parts, up.created, up.updated))
+        out.sort(key=lambda u: (u.repository_name, u.created_at, u.upload_id))
+        return tuple(out)
+
+    def abort_upload(self, upload_id: str, *, registry_id: str | None = None) -> UploadInfo:
+        """Abandon an upload of the registry: its record and data file are removed and later
+        calls with its id answer UploadNotFound. A part being written to it at that moment
+        finishes first. Answers the upload as it was. Errors: UploadNotFound, InvalidParameter.
+        Durable on return (durable mode)."""
+        self._check_writable()
+        uid = v.upload_id(upload_id)
+        registry = v.registry_id(registry_id, self.registry_id)
+        missing = UploadNotFoundException(
+            f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
+        path = self._layout.upload(uuid.UUID(bytes=uid).hex)
+
+        def commit(t: Txn) -> UploadInfo:
+            up = t.get_upload(uid)
+            repo = next((r for r in t.iter_repos(registry) if up is not None and r.id == up.repo_id), None)
+            if up is None or repo is None:
+                raise missing
+            t.delete_upload(uid, up)
+            return UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name,
+                              up.received, up.parts, up.created, up.updated)
+
+        def abort() -> UploadInfo:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1
+            try:
+                if fd >= 0:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # parts hold this lock while they write
+                info = self._index.write(commit)
+                unlink_quiet(path)
+                return info
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
+        return self._os(abort)
 
     def verify(self, *, progress: Any = None) -> VerifyReport:
         """Re-hash every stored blob through the native mmap path and check every link;
@@ -524,10 +623,15 @@ class Store:
         return self._os(self._maint.verify, progress=progress)
 
     def stats(self) -> StoreStats:
-        """Counts and sizes: repositories, layer links, blobs, bytes, dedupe savings."""
+        """Counts and sizes: repositories, layer links, blobs, bytes, dedupe savings (never
+        negative) and the bytes of unlinked blobs that gc / purge would reclaim."""
         return self._maint.stats()
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ServerException(f"the store at {self.path} is open read-only")
 
     def _repo(self, registry_id: str | None, repository_name: str) -> RepoRecord:
         registry = v.registry_id(registry_id, self.registry_id)
