@@ -25,7 +25,7 @@ from ..validate import MAX_PART_BYTES
 
 __all__ = [
     "DEFAULT_STORE", "DEFAULT_DEMO_STORE", "EXIT_CODES_EPILOG", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED",
-    "ENGINE_DEFAULTS", "SERVE_DEFAULTS", "CliError", "hinted", "add_global_options", "resolve_globals",
+    "ENGINE_DEFAULTS", "SERVE_DEFAULTS", "CliError", "hinted", "add_global_options", "add_command", "resolve_globals",
     "open_store", "store_options", "parse_size", "positive_int", "non_negative_int", "port_number",
     "seconds_arg", "duration", "registry_id_arg", "human_bytes", "human_time", "plural", "print_json",
     "progress_bar", "add_progress_options", "run_reporting",
@@ -122,6 +122,15 @@ def add_global_options(parser: argparse.ArgumentParser, *, json_output: bool, to
                            help="print the result as JSON" + (" (for the commands that print one)" if top else ""))
         if not top:
             parser.set_defaults(json_output=True)
+
+
+def add_command(commands: Any, name: str, func: Callable[[argparse.Namespace], int], *,
+                json_output: bool = False, **kwargs: Any) -> argparse.ArgumentParser:
+    """A command's parser with the global options, running ``func(args)`` (its exit status)."""
+    p: argparse.ArgumentParser = commands.add_parser(name, **kwargs)
+    add_global_options(p, json_output=json_output)
+    p.set_defaults(func=func)
+    return p
 
 
 def resolve_globals(args: argparse.Namespace) -> None:

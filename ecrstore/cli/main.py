@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import demo, serve, store_cmds, transfer
+from . import demo, maint_cmds, serve, store_cmds, transfer
 from .common import (
     EXIT_CODES_EPILOG,
     add_global_options,
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_commands(commands)
     store_cmds.add_commands(commands)
+    maint_cmds.add_commands(commands)
     demo.add_commands(commands)
     transfer.add_commands(commands)
     return parser

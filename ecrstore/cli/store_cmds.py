@@ -1,16 +1,14 @@
-"""The commands that work on a store in this process: ``init``, ``repo``, ``layers`` (and the
-older spellings ``push-layer`` / ``ls-layers``), ``images``, ``uploads``, ``verify``, ``purge``,
-``gc`` and ``stats``.
+"""The commands on a store's contents: ``init``, ``repo``, ``layers`` (and the older spellings
+``push-layer`` / ``ls-layers``), ``images`` and ``uploads``.
 
-Read-only commands (``repo ls``/``show``, ``layers ls``, ``images ls``, ``uploads ls``,
-``verify``, ``stats``, ``gc --dry-run``) open the store read-only: they write nothing and work
-on a read-only store. Only ``init`` creates a store; the others refuse a path holding none.
+The listings (``repo ls``/``show``, ``layers ls``, ``images ls``, ``uploads ls``) open the store
+read-only: they write nothing and work on a read-only store. Only ``init`` creates a store; the
+others refuse a path holding none.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -27,12 +25,10 @@ from ..models import EncryptionConfiguration, ImageDetail, Repository, Tag
 from ..store import Store
 from .common import (
     ENGINE_DEFAULTS,
-    EXIT_FAILURE,
     EXIT_OK,
     CliError,
-    add_global_options,
+    add_command,
     add_progress_options,
-    duration,
     hinted,
     human_bytes,
     human_time,
@@ -41,7 +37,6 @@ from .common import (
     plural,
     print_json,
     progress_bar,
-    seconds_arg,
 )
 
 __all__ = ["add_commands"]
@@ -279,104 +274,7 @@ def cmd_uploads_abort(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- maintenance -----------------------------------------------------------------------------
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Re-hash every blob and check every link (read-only); exit 1 and a report on a mismatch."""
-    with open_store(args, mode="read") as store:
-        total = store.stats().blob_bytes
-        with progress_bar(total, "verify", args) as bar:
-            report = store.verify(progress=bar.update)
-    if args.json:
-        print_json({"checked": report.checked, "bytes": report.bytes, "ok": report.ok,
-                    "mismatches": [{"digest": d, "problem": p} for d, p in report.mismatches]})
-        return EXIT_OK if report.ok else EXIT_FAILURE
-    print(f"checked {report.checked} blobs, {human_bytes(report.bytes)} ({report.bytes} bytes)")
-    if report.mismatches:
-        print(f"{len(report.mismatches)} problem(s):")
-        for digest, problem in report.mismatches:
-            print(f"  {digest}: {problem}")
-        return EXIT_FAILURE
-    print("all blobs match their digests")
-    return EXIT_OK
-
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    """Remove idle uploads, unlinked blobs and crash leftovers; report the space freed."""
-    options: dict[str, Any] = {}
-    if args.grace is not None:
-        options["grace"] = args.grace
-    if args.older_than is not None:
-        options["uploads_idle"] = args.older_than
-    with open_store(args, mode="write") as store:
-        report = store.purge(**options)
-    if args.json:
-        print_json(dataclasses.asdict(report))
-        return EXIT_OK
-    expired = "idle" if args.older_than is not None else "expired"
-    print(f"removed {report.uploads_removed} {expired} upload(s), {report.blobs_removed} unreferenced blob(s) "
-          f"and {report.orphans_removed} orphan file(s), freed {human_bytes(report.bytes_freed)} "
-          f"({report.bytes_freed} bytes)")
-    return EXIT_OK
-
-
-def cmd_gc(args: argparse.Namespace) -> int:
-    """Unlink layers no image uses and delete the blobs left unlinked; --dry-run only reads."""
-    options: dict[str, Any] = {"dry_run": args.dry_run}
-    if args.grace is not None:
-        options["grace"] = args.grace
-    with open_store(args, mode="read" if args.dry_run else "write") as store:
-        report = store.gc(**options)
-    if args.json:
-        print_json(dataclasses.asdict(report))
-        return EXIT_OK
-    freed = f"{human_bytes(report.bytes_freed)} ({report.bytes_freed} bytes)"
-    if report.dry_run:
-        print(f"dry run: would unlink {report.layers_unlinked} unreferenced layer(s), delete "
-              f"{report.blobs_deleted} blob(s) and free {freed}; nothing was changed")
-    else:
-        print(f"unlinked {report.layers_unlinked} unreferenced layer(s), deleted {report.blobs_deleted} "
-              f"blob(s), freed {freed}")
-    return EXIT_OK
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    """Counts and bytes (read-only): dedupe savings (never negative) and, apart, the bytes of
-    unlinked blobs that gc / purge would reclaim."""
-    with open_store(args, mode="read") as store:
-        s = store.stats()
-    fields = ("repositories", "layers", "blobs", "blob_bytes", "linked_bytes", "uploads_in_progress",
-              "reclaimable_bytes")
-    if args.json:
-        print_json({**{k: getattr(s, k) for k in fields}, "dedupe_saved_bytes": s.dedupe_saved_bytes})
-        return EXIT_OK
-    saved = s.dedupe_saved_bytes
-    ratio = f" ({saved / s.linked_bytes:.1%} of linked bytes)" if s.linked_bytes else ""
-    rows = [
-        ("repositories", str(s.repositories)),
-        ("layers (repository links)", str(s.layers)),
-        ("blobs (distinct digests)", str(s.blobs)),
-        ("stored bytes", f"{human_bytes(s.blob_bytes)} ({s.blob_bytes})"),
-        ("linked bytes", f"{human_bytes(s.linked_bytes)} ({s.linked_bytes})"),
-        ("dedupe savings", f"{human_bytes(saved)}{ratio}"),
-        ("reclaimable by gc/purge", f"{human_bytes(s.reclaimable_bytes)} ({s.reclaimable_bytes}) "
-                                    "in blobs no repository links"),
-        ("uploads in progress", str(s.uploads_in_progress)),
-    ]
-    for name, value in rows:
-        print(f"{name:<27} {value}")
-    return EXIT_OK
-
-
 # --- parser ----------------------------------------------------------------------------------
-
-
-def _command(commands: Any, name: str, func: Any, *, json_output: bool = False, **kwargs: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = commands.add_parser(name, **kwargs)
-    add_global_options(p, json_output=json_output)
-    p.set_defaults(func=func)
-    return p
 
 
 def _push_options(p: argparse.ArgumentParser) -> None:
@@ -394,86 +292,55 @@ _LS_LAYERS_DESCRIPTION = "List the layers available in a repository: digest and 
 
 
 def add_commands(commands: Any) -> None:
-    """Register the store commands on the main parser's subparsers."""
-    _command(commands, "init", cmd_init, help="create a store",
-             description="Create a store (or open an existing one).")
+    """Register ``init``, ``repo``, ``layers``, ``push-layer``, ``ls-layers``, ``images`` and
+    ``uploads`` on the main parser's subparsers."""
+    add_command(commands, "init", cmd_init, help="create a store",
+                description="Create a store (or open an existing one).")
 
     repo = commands.add_parser("repo", help="create, list, show and delete repositories",
                                description="Manage repositories.")
     actions = repo.add_subparsers(dest="repo_command", metavar="ACTION", required=True)
-    p = _command(actions, "create", cmd_repo_create, json_output=True, help="create a repository",
-                 description="Create a repository and print its URI.")
+    p = add_command(actions, "create", cmd_repo_create, json_output=True, help="create a repository",
+                    description="Create a repository and print its URI.")
     p.add_argument("name", help="repository name, e.g. team/app")
     p.add_argument("--immutable", action="store_true", help="make image tags immutable")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="repository tag (repeatable)")
     p.add_argument("--kms-key", metavar="ARN", help="encrypt with KMS and this key")
-    _command(actions, "ls", cmd_repo_ls, json_output=True, help="list repositories",
-             description="List the repositories: name, tag mutability, creation time, URI.")
-    p = _command(actions, "show", cmd_repo_show, json_output=True, help="show one repository",
-                 description="Show a repository's settings and counts of its images, layers and uploads.")
+    add_command(actions, "ls", cmd_repo_ls, json_output=True, help="list repositories",
+                description="List the repositories: name, tag mutability, creation time, URI.")
+    p = add_command(actions, "show", cmd_repo_show, json_output=True, help="show one repository",
+                    description="Show a repository's settings and counts of its images, layers and uploads.")
     p.add_argument("name", help="repository name")
-    p = _command(actions, "rm", cmd_repo_rm, help="delete a repository", description="Delete a repository.")
+    p = add_command(actions, "rm", cmd_repo_rm, help="delete a repository", description="Delete a repository.")
     p.add_argument("name", help="repository name")
     p.add_argument("--force", action="store_true", help="delete even if it holds images")
 
     layers = commands.add_parser("layers", help="push and list layers", description="Push and list layers.")
     actions = layers.add_subparsers(dest="layers_command", metavar="ACTION", required=True)
-    _push_options(_command(actions, "push", cmd_layers_push, help="upload a file as a layer",
-                           description=_PUSH_DESCRIPTION))
-    p = _command(actions, "ls", cmd_layers_ls, json_output=True, help="list a repository's layers",
-                 description=_LS_LAYERS_DESCRIPTION)
+    _push_options(add_command(actions, "push", cmd_layers_push, help="upload a file as a layer",
+                              description=_PUSH_DESCRIPTION))
+    p = add_command(actions, "ls", cmd_layers_ls, json_output=True, help="list a repository's layers",
+                    description=_LS_LAYERS_DESCRIPTION)
     p.add_argument("repo", metavar="REPO", help="repository name")
-    _push_options(_command(commands, "push-layer", cmd_layers_push, help="upload a file as a layer "
-                           "(same as: layers push)", description=_PUSH_DESCRIPTION))
-    p = _command(commands, "ls-layers", cmd_layers_ls, json_output=True,
-                 help="list a repository's layers (same as: layers ls)", description=_LS_LAYERS_DESCRIPTION)
+    _push_options(add_command(commands, "push-layer", cmd_layers_push, help="upload a file as a layer "
+                                                                            "(same as: layers push)", description=_PUSH_DESCRIPTION))
+    p = add_command(commands, "ls-layers", cmd_layers_ls, json_output=True,
+                    help="list a repository's layers (same as: layers ls)", description=_LS_LAYERS_DESCRIPTION)
     p.add_argument("--repo", required=True, help="repository name")
 
     images = commands.add_parser("images", help="list images", description="List images.")
     actions = images.add_subparsers(dest="images_command", metavar="ACTION", required=True)
-    p = _command(actions, "ls", cmd_images_ls, json_output=True, help="list a repository's images",
-                 description="List a repository's images, newest first: tags, digest, size and push time.")
+    p = add_command(actions, "ls", cmd_images_ls, json_output=True, help="list a repository's images",
+                    description="List a repository's images, newest first: tags, digest, size and push time.")
     p.add_argument("repo", metavar="REPO", help="repository name")
 
     uploads = commands.add_parser("uploads", help="list and abort uploads in progress",
                                   description="List and abort uploads in progress.")
     actions = uploads.add_subparsers(dest="uploads_command", metavar="ACTION", required=True)
-    p = _command(actions, "ls", cmd_uploads_ls, json_output=True, help="list uploads in progress",
-                 description="List the uploads in progress (of REPO, or of every repository): bytes "
-                             "received, parts, start time and idle time.")
+    p = add_command(actions, "ls", cmd_uploads_ls, json_output=True, help="list uploads in progress",
+                    description="List the uploads in progress (of REPO, or of every repository): bytes "
+                                "received, parts, start time and idle time.")
     p.add_argument("repo", metavar="REPO", nargs="?", help="only this repository's uploads")
-    p = _command(actions, "abort", cmd_uploads_abort, json_output=True, help="abandon an upload",
-                 description="Abandon an upload: its data is removed and its id is no longer valid.")
+    p = add_command(actions, "abort", cmd_uploads_abort, json_output=True, help="abandon an upload",
+                    description="Abandon an upload: its data is removed and its id is no longer valid.")
     p.add_argument("upload_id", metavar="UPLOAD_ID", help="the upload's id (see: uploads ls)")
-
-    p = _command(commands, "verify", cmd_verify, json_output=True, help="re-hash every stored blob",
-                 description="Re-hash every stored blob and compare it with its digest. Exit code 1 and "
-                             "a report when any blob does not match. Works on a read-only store.")
-    add_progress_options(p)
-
-    p = _command(commands, "purge", cmd_purge, json_output=True,
-                 help="reclaim space of idle uploads and unreferenced files",
-                 description="Remove uploads idle past the upload TTL (or --older-than), blobs no "
-                             "repository links and files left by crashes, and report the space freed. "
-                             "Safe while the store is in use.")
-    p.add_argument("--older-than", type=duration, metavar="DURATION",
-                   help="remove uploads idle longer than this (e.g. 90s, 30m, 12h, 7d) instead of "
-                        f"the store's upload TTL ({ENGINE_DEFAULTS['upload_ttl']} s)")
-    p.add_argument("--grace", type=seconds_arg(zero_ok=True), metavar="SECONDS",
-                   help=f"leave unreferenced blobs and stray files younger than this "
-                        f"(default: {ENGINE_DEFAULTS['purge_grace']})")
-
-    p = _command(commands, "gc", cmd_gc, json_output=True, help="unlink layers no image uses and delete their blobs",
-                 description="Garbage-collect: unlink every layer that no image of its repository "
-                             "references and that was linked more than --grace seconds ago, then "
-                             "delete the blobs no repository links any more, and report the layers "
-                             "unlinked, blobs deleted and bytes freed. Safe while the store is in use "
-                             "(pushes, completions and PutImage go on). --dry-run works on a read-only store.")
-    p.add_argument("--grace", type=seconds_arg(zero_ok=True), metavar="SECONDS",
-                   help="keep layers linked less than this long ago, so that a push can finish "
-                        f"uploading an image's layers before its PutImage (default: {ENGINE_DEFAULTS['gc_grace']})")
-    p.add_argument("--dry-run", action="store_true", help="report what would go, change nothing")
-
-    _command(commands, "stats", cmd_stats, json_output=True, help="counts, bytes, dedupe savings, reclaimable space",
-             description="Print repository, layer and blob counts, stored bytes, the space saved by "
-                         "storing each digest once, and the space gc / purge would reclaim.")
