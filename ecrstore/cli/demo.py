@@ -44,7 +44,7 @@ def _rate(nbytes: int, seconds: float) -> str:
     return f"{nbytes / max(seconds, 1e-9) / 1e6:,.0f} MB/s"
 
 
-def _push_file(store: Store, repository: str, path: Path, digest: str, out) -> None:
+def _push_file(store: Store, repository: str, path: Path, digest: str, out: Any) -> None:
     size = path.stat().st_size
     up = store.initiate_layer_upload(repository)
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def run(store: Store, file: str | os.PathLike[str] | None = None, out: Any = pri
         }, indent=3)
         try:
             image = store.put_image(repository, manifest, image_tag="latest").image
-            out(f"image       {repository}:latest = {image.image_id.image_digest[:19]}…")
+            out(f"image       {repository}:latest = {(image.image_id.image_digest or '')[:19]}…")
         except ImageAlreadyExistsException:
             out(f"image       {repository}:latest exists")
 
