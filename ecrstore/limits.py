@@ -7,7 +7,7 @@ server take their defaults from here too), so a limit cannot drift between two s
 from __future__ import annotations
 
 __all__ = [
-    "DEFAULT_PART_BYTES", "DEFAULT_REGION", "DEFAULT_REGISTRY_ID", "DEFAULT_UPLOAD_TTL",
+    "DEFAULT_GC_GRACE", "DEFAULT_PART_BYTES", "DEFAULT_PURGE_GRACE", "DEFAULT_REGION", "DEFAULT_REGISTRY_ID", "DEFAULT_UPLOAD_TTL",
     "MAX_IMAGES_PER_REPOSITORY", "MAX_LAYERS_PER_IMAGE", "MAX_LAYER_BYTES", "MAX_MANIFEST_CHARS",
     "MAX_PARTS", "MAX_PART_BYTES", "MAX_REPOSITORY_TAGS", "MAX_TAGS_PER_IMAGE", "MIN_PART_BYTES",
     "MAX_RESULTS", "DEFAULT_PAGE",
@@ -28,6 +28,10 @@ MAX_PARTS = 4200
 MAX_LAYER_BYTES = 52_000 * 2**20
 #: Seconds an upload may stay idle before it answers UploadNotFound and purge reclaims it.
 DEFAULT_UPLOAD_TTL = 24 * 3600.0
+#: Maintenance: gc leaves layers linked this recently (their image may still be coming);
+#: purge leaves unreferenced files this young (a completion may be placing them).
+DEFAULT_GC_GRACE = 24 * 3600.0
+DEFAULT_PURGE_GRACE = 3600.0
 
 #: PutImage: the manifest's size in characters, the layers of an image, tags per image.
 MAX_MANIFEST_CHARS = 4_194_304

@@ -35,7 +35,9 @@ from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord, UploadRecord
 from .layers import Layers
 from .limits import (
+    DEFAULT_GC_GRACE,
     DEFAULT_PART_BYTES,
+    DEFAULT_PURGE_GRACE,
     DEFAULT_REGION,
     DEFAULT_REGISTRY_ID,
     DEFAULT_UPLOAD_TTL,
@@ -234,6 +236,7 @@ class Store:
     def initiate_layer_upload(self, repository_name: str, *, registry_id: str | None = None) -> InitiateLayerUploadResult:
         """InitiateLayerUpload. Errors: RepositoryNotFound, InvalidParameter. The upload is
         durable on return (durable mode) and expires after ``upload_ttl`` idle seconds."""
+        self._writable()
         repo = self._repo(registry_id, repository_name)
         upload_id = self._os(self._uploads.initiate, repo)
         return InitiateLayerUploadResult(upload_id, self.part_size)
@@ -259,6 +262,7 @@ class Store:
         ``last_valid_byte_received``), LimitExceeded. Durable on return (durable mode). Racing
         parts of one upload are serialised; the loser gets InvalidLayerPart.
         """
+        self._writable()
         uid = v.upload_id(upload_id)
         first = v.non_negative(part_first_byte, "partFirstByte")
         last = v.non_negative(part_last_byte, "partLastByte")
@@ -297,6 +301,7 @@ class Store:
         Racing completions of one digest in one repository: one wins, the other gets
         LayerAlreadyExists.
         """
+        self._writable()
         uid = v.upload_id(upload_id)
         raw = v.str_list(layer_digests, "layerDigests", max_items=100)
         digests = [parse_digest(d, "layerDigests") for d in raw]
@@ -387,21 +392,24 @@ class Store:
 
     # --- maintenance ---------------------------------------------------------------------
 
-    def gc(self, *, grace: float = 24 * 3600.0, dry_run: bool = False) -> GcReport:
+    def gc(self, *, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
         """Online garbage collection: unlink layers that no image of their repository
         references and that were linked more than ``grace`` seconds ago, then delete blobs no
         repository links. Runs while uploads, completions and PutImage continue: every
         deletion re-checks its condition inside the write transaction that performs it, and a
         completion racing a blob deletion puts its own copy in place."""
+        if not dry_run:
+            self._writable()
         return self._os(self._maint.gc, grace=grace, dry_run=dry_run)
 
     # --- maintenance (files) -------------------------------------------------------------
 
-    def purge(self, *, grace: float = 3600.0, uploads_idle: float | None = None) -> PurgeReport:
+    def purge(self, *, grace: float = DEFAULT_PURGE_GRACE, uploads_idle: float | None = None) -> PurgeReport:
         """Reclaim space: uploads idle past ``upload_ttl`` (or past ``uploads_idle`` seconds,
         when given), blobs no repository links (older than ``grace`` seconds), and files left
         by crashes (older than ``grace``). Safe to run while other threads and processes
         upload; an upload being written at that moment is left alone."""
+        self._writable()
         if uploads_idle is not None and not (isinstance(uploads_idle, (int, float)) and uploads_idle >= 0):
             raise InvalidParameterException("uploads_idle must be a non-negative number of seconds")
         return self._os(self._maint.purge, grace=grace, uploads_idle=uploads_idle)
@@ -422,6 +430,7 @@ class Store:
         """Remove an upload in progress now, with its data; answer what it was. Waits for a
         part being written to it. Errors: UploadNotFound (unknown, or of another registry),
         InvalidParameter. Durable on return (durable mode)."""
+        self._writable()
         uid = v.upload_id(upload_id)
         registry = v.registry_id(registry_id, self.registry_id)
         with self._index.read() as t:
@@ -437,6 +446,7 @@ class Store:
     def purge_uploads(self) -> int:
         """Remove uploads idle past ``upload_ttl`` (found through the index, not the tree);
         answer how many were removed."""
+        self._writable()
         return self._os(self._uploads.purge_idle)[0]
 
     def verify(self, *, progress: Any = None) -> VerifyReport:
@@ -452,6 +462,11 @@ class Store:
 
     def _repo(self, registry_id: str | None, repository_name: str) -> RepoRecord:
         return self._repos.lookup(registry_id, repository_name)
+
+    def _writable(self) -> None:
+        """Refuse a call that would write blob files first (the index refuses the others)."""
+        if self.read_only:
+            raise ServerException("the store is open read-only")
 
     @staticmethod
     def _upload_info(uid: bytes, rec: UploadRecord, repo: RepoRecord) -> UploadInfo:

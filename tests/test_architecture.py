@@ -66,7 +66,8 @@ def imports(path: Path) -> set[str]:
             if node.level:
                 base = package[: len(package) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
-                out.add(mod)
+                if node.module:  # ``from . import x`` names modules of the package, not the package
+                    out.add(mod)
                 out.update(f"{mod}.{a.name}" for a in node.names)
             else:
                 out.add(node.module or "")

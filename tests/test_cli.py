@@ -11,12 +11,14 @@ import sys
 import pytest
 
 from ecrstore import cli
+from ecrstore.cli.common import parse_size
 
 pytestmark = pytest.mark.timeout(120)
 
-COMMANDS = [[], ["serve"], ["init"], ["repo"], ["repo", "create"], ["repo", "ls"], ["repo", "rm"],
-            ["push-layer"], ["ls-layers"], ["verify"], ["purge"], ["gc"], ["stats"], ["demo"],
-            ["import"], ["export"]]
+COMMANDS = [[], ["serve"], ["init"], ["repo"], ["repo", "create"], ["repo", "ls"], ["repo", "show"],
+            ["repo", "rm"], ["layers"], ["layers", "push"], ["layers", "ls"], ["push-layer"], ["ls-layers"],
+            ["images"], ["images", "ls"], ["uploads"], ["uploads", "ls"], ["uploads", "abort"], ["verify"],
+            ["purge"], ["gc"], ["stats"], ["demo"], ["import"], ["export"]]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -72,10 +74,10 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_parse_size():
-    assert cli.parse_size("65536") == 65536
-    assert cli.parse_size("64KiB") == 65536
-    assert cli.parse_size("5MiB") == 5 * 2**20
-    assert cli.parse_size("10MB") == 10_000_000
+    assert parse_size("65536") == 65536
+    assert parse_size("64KiB") == 65536
+    assert parse_size("5MiB") == 5 * 2**20
+    assert parse_size("10MB") == 10_000_000
 
 
 def test_missing_store_is_a_clear_failure(capsys, tmp_path):
@@ -169,19 +171,19 @@ def test_purge_reports(capsys, store):
     assert code == 0 and "freed 0 B" in out
 
 
-def test_demo_dispatches(capsys, monkeypatch, tmp_path):
-    import types
-
-    calls = []
-    fake = types.ModuleType("ecrstore.demo")
-    fake.run = lambda store_path, file=None: calls.append((store_path, file)) or 0
-    monkeypatch.setitem(sys.modules, "ecrstore.demo", fake)
-    import ecrstore
-
-    monkeypatch.setattr(ecrstore, "demo", fake, raising=False)
-    assert run(capsys, "demo")[0] == 0
-    assert run(capsys, "demo", "--store", str(tmp_path / "d"), "--file", "x.tar")[0] == 0
-    assert calls == [("./demo-store", None), (str(tmp_path / "d"), "x.tar")]
+def test_demo_runs_on_a_small_file(capsys, tmp_path):
+    layer = tmp_path / "layer.bin"
+    layer.write_bytes(os.urandom(300_000))
+    store = str(tmp_path / "demo")
+    code, out, err = run(capsys, "demo", "--store", store, "--file", str(layer))
+    assert code == 0, err
+    assert "read back   verified" in out and "all match" in out
+    code, out, err = run(capsys, "demo", "--store", store, "--file", str(layer))  # again: all in place
+    assert code == 0 and "repository  demo/app exists" in out and "latest exists" in out
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    code, _, err = run(capsys, "demo", "--store", store, "--file", str(empty))
+    assert code == 1 and "an empty file cannot be a layer" in err
 
 
 def test_console_entry_point_runs(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
@@ -16,6 +15,9 @@ import termios
 from pathlib import Path
 
 import pytest
+
+from ecrstore import cli as ecrstore_cli
+
 from transfer_util import (
     docker_save_legacy,
     image_count,
@@ -24,15 +26,13 @@ from transfer_util import (
     stored_manifest,
 )
 
-from ecrstore import cli_transfer
-
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     try:
-        code = cli_transfer.main(list(argv))
+        code = ecrstore_cli.main(list(argv))
     except SystemExit as e:  # argparse: --help (0) and usage errors (2)
         code = e.code
     out, err = capsys.readouterr()
@@ -52,12 +52,10 @@ def source(tmp_path):
     return str(docker_save_legacy(tmp_path / "save.tar", [(make_image(1, size=300_000), ["app:v1"])]))
 
 
-def test_add_commands_registers_import_and_export():
-    parser = argparse.ArgumentParser(prog="ecrstore")
-    sub = parser.add_subparsers(dest="command")
-    cli_transfer.add_commands(sub)
+def test_the_parser_has_import_and_export():
+    parser = ecrstore_cli.build_parser()
     args = parser.parse_args(["import", "x.tar", "--repo", "app"])
-    assert callable(args.func) and args.store == "./ecrstore-data" and args.jobs is None
+    assert callable(args.func) and args.jobs is None and not args.create_repo
     args = parser.parse_args(["export", "app:v1", "out", "--format", "docker-archive"])
     assert callable(args.func) and args.format == "docker-archive"
 
@@ -150,7 +148,7 @@ def test_export_formats_and_errors(capsys, store, source, tmp_path):
 
 
 def cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "ecrstore.cli_transfer", *argv]
+    return [sys.executable, "-m", "ecrstore.cli", *argv]
 
 
 def test_progress_bar_on_a_terminal(store, tmp_path):

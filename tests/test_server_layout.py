@@ -16,7 +16,6 @@ ALLOWED = {
     "__init__": {"asgi", "auth", "awsjson", "config", "factory", "runner"},
     "asgi": {"http.types"},
     "config": set(),
-    "credentials": {"auth.credentials"},
     "factory": {"asgi", "auth", "awsjson", "config"},
     "runner": {"auth.credentials", "config", "factory", "http.guard"},
     "http.__init__": set(),
@@ -42,7 +41,7 @@ ALLOWED = {
 
 #: Third-party packages of the ``server`` extra, which these modules must not import at load time.
 EXTRA = ("uvicorn", "orjson", "pybase64", "botocore")
-LIGHT = {"__init__", "config", "credentials", "runner", "auth.__init__", "auth.credentials", "awsjson.__init__",
+LIGHT = {"__init__", "config", "runner", "auth.__init__", "auth.credentials", "awsjson.__init__",
          "awsjson.codec", "http.__init__", "http.types", "http.headers", "http.ranges", "http.body", "http.guard"}
 
 

@@ -48,7 +48,7 @@ from .formats import CONTAINERD_NAME, REF_NAME, blob_path
 from .progress import Emitter, ProgressCallback
 
 if TYPE_CHECKING:
-    from ..reader import LayerReader
+    from ..blobs.base import BlobReader as LayerReader
     from ..store import Store
 
 __all__ = ["ExportReport", "export_image", "parse_reference", "FORMATS"]

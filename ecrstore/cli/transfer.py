@@ -1,39 +1,35 @@
 """The ``ecrstore import`` and ``ecrstore export`` commands.
 
-:func:`add_commands` registers both on the main tool's subparsers; ``python -m
-ecrstore.cli_transfer`` runs them on their own. Exit codes as for every ecrstore command: 0
-success; 1 failure (a bad, truncated or unsafe source, a digest mismatch, an ECR error, an
-I/O error); 2 usage error; 130 interrupted. Errors go to stderr as ``error: <message>``;
-progress goes to stderr (a bar on a terminal, plain lines otherwise, nothing with
-``--quiet``); the result (a summary line, or ``--json``) goes to stdout.
+Exit codes as for every ecrstore command: 0 success; 1 failure (a bad, truncated or unsafe
+source, a digest mismatch, an ECR error, an I/O error); 2 usage error; 130 interrupted. Errors
+go to stderr as ``error: <message>``; progress goes to stderr (a bar on a terminal, plain lines
+otherwise, nothing with ``--quiet``); the result (a summary line, or ``--json``) goes to stdout.
 
 ``import`` opens the store with ``durable=False`` (no fsync per part: one import writes many
 parts) and calls ``store.sync()`` before it reports success, so a 0 exit status means every
-layer and manifest of the import is on stable storage.
+layer and manifest of the import is on stable storage. ``export`` opens the store read-only.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["add_commands", "main"]
+from ..errors import RepositoryAlreadyExistsException, RepositoryNotFoundException
+from .common import (
+    EXIT_OK,
+    add_global_options,
+    hinted,
+    human_bytes,
+    open_store,
+    plural,
+    positive_int,
+    print_json,
+)
 
-from .cliutil import DEFAULT_STORE, EXIT_OK, run_reporting
-from .cliutil import human_bytes as _human
-from .cliutil import positive_int as _positive_int
-from .cliutil import print_json as _print_json
-from .cliutil import registry_id_arg as _registry_id
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
+__all__ = ["add_commands"]
 
 # --- progress ----------------------------------------------------------------------------------
 
@@ -72,7 +68,7 @@ class _Display:
         self._total_layers, self._total_bytes = ev.total_layers, ev.total_bytes
         self._started = time.monotonic()
         if ev.skipped_layers:
-            self._say(f"{_plural(ev.skipped_layers, 'layer')} ({_human(ev.skipped_bytes)}) already present: skipped")
+            self._say(f"{plural(ev.skipped_layers, 'layer')} ({human_bytes(ev.skipped_bytes)}) already present: skipped")
         if self._mode == "bar" and ev.total_layers:
             from tqdm import tqdm
 
@@ -80,7 +76,7 @@ class _Display:
                              file=sys.stderr, dynamic_ncols=True, leave=False)
             self._bar.set_postfix_str(f"layers 0/{ev.total_layers}")
         elif self._mode == "lines":
-            self._say(f"{self._verb}: {_plural(ev.total_layers, 'layer')}, {_human(ev.total_bytes)}")
+            self._say(f"{self._verb}: {plural(ev.total_layers, 'layer')}, {human_bytes(ev.total_bytes)}")
 
     def _on_bytes(self, ev: Any) -> None:
         self._bytes += ev.nbytes
@@ -97,7 +93,7 @@ class _Display:
             elapsed = max(time.monotonic() - self._started, 1e-9)
             done = f"{self._bytes / self._total_bytes:.0%}" if self._total_bytes else "100%"
             state = "present" if ev.skipped else "done"
-            self._say(f"[{self._layers}/{self._total_layers}] {ev.digest} {_human(ev.nbytes)} {state} "
+            self._say(f"[{self._layers}/{self._total_layers}] {ev.digest} {human_bytes(ev.nbytes)} {state} "
                       f"({done}, {self._bytes / elapsed / 1e6:.0f} MB/s)")
 
     def _on_image(self, ev: Any) -> None:
@@ -114,94 +110,78 @@ class _Display:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def _open_store(args: argparse.Namespace, **options: Any):
-    from . import Store
-    from .transfer import TransferError
-
-    if not os.path.isdir(args.store):
-        raise TransferError(f"no store at {args.store} (create one with: ecrstore init --store {args.store})")
-    if args.registry_id:
-        options["registry_id"] = args.registry_id
-    return Store(args.store, **options)
-
-
 def cmd_import(args: argparse.Namespace) -> int:
-    from .errors import RepositoryAlreadyExistsException
-    from .transfer import import_image
+    """Import every image of SOURCE; with --create-repo the store and the repository are
+    created when missing. Success is reported only once the import is durable."""
+    from ..transfer import import_image
 
     display = _Display("import", quiet=args.quiet)
     try:
-        with _open_store(args, durable=False) as store:
+        with open_store(args, mode="create" if args.create_repo else "write", durable=False) as store:
             if args.create_repo:
                 try:
                     store.create_repository(args.repo)
                 except RepositoryAlreadyExistsException:
                     pass
-            report = import_image(store, args.source, args.repo, tag=args.tag, jobs=args.jobs,
-                                  progress=display, tmp_dir=args.tmp_dir)
+            with hinted(RepositoryNotFoundException, "add --create-repo to create it"):
+                report = import_image(store, args.source, args.repo, tag=args.tag, jobs=args.jobs,
+                                      progress=display, tmp_dir=args.tmp_dir)
             store.sync()  # success is reported only once the import is durable
     finally:
         display.close()
     if args.json:
-        _print_json(report)
+        print_json(report)
         return EXIT_OK
-    rate = f", {_human(report.bytes_stored / report.seconds)}/s" if report.bytes_stored and report.seconds else ""
+    rate = f", {human_bytes(report.bytes_stored / report.seconds)}/s" if report.bytes_stored and report.seconds else ""
     already = f" ({report.images_skipped} already present)" if report.images_skipped else ""
-    print(f"imported {_plural(report.images_imported, 'image')}{already} into {report.repository_name} from "
-          f"{report.source_format} {report.source}: {_plural(report.layers_stored, 'layer')} stored "
-          f"({_human(report.bytes_stored)}), {report.layers_skipped} skipped as already present "
-          f"({_human(report.bytes_skipped)}), {report.seconds:.2f} s{rate}")
+    print(f"imported {plural(report.images_imported, 'image')}{already} into {report.repository_name} from "
+          f"{report.source_format} {report.source}: {plural(report.layers_stored, 'layer')} stored "
+          f"({human_bytes(report.bytes_stored)}), {report.layers_skipped} skipped as already present "
+          f"({human_bytes(report.bytes_skipped)}), {report.seconds:.2f} s{rate}")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .transfer import export_image
+    """Write one image (and every manifest an index references) to DEST; read-only on the store."""
+    from ..transfer import export_image
 
     fmt = args.format or "oci"
     if fmt == "oci" and args.dest.endswith(".tar"):
         fmt = "oci-archive"
     display = _Display("export", quiet=args.quiet)
     try:
-        with _open_store(args) as store:
+        with open_store(args, mode="read") as store:
             report = export_image(store, args.reference, args.dest, format=fmt,
                                   convert_to_oci=args.convert_to_oci, progress=display)
     finally:
         display.close()
     if args.json:
-        _print_json(report)
+        print_json(report)
         return EXIT_OK
     print(f"exported {args.reference} ({report.image_digest}) to {report.destination} as {report.format}: "
-          f"{_plural(report.blobs_written, 'blob')} written ({_human(report.bytes_written)}), {report.seconds:.2f} s")
+          f"{plural(report.blobs_written, 'blob')} written ({human_bytes(report.bytes_written)}), {report.seconds:.2f} s")
     return EXIT_OK
 
 
-def _guarded(command):
-    """Run a command; turn every expected failure into a message and an exit code."""
+def _guarded(command: Any) -> Any:
+    """A TransferError carries its own exit status (2 for a request the source cannot meet,
+    such as --tag on a source of several images)."""
 
     def run(args: argparse.Namespace) -> int:
-        from .transfer import TransferError
+        from ..transfer import TransferError
 
-        def call() -> int:
-            try:
-                return command(args)
-            except TransferError as e:
-                print(f"error: {e.message}", file=sys.stderr)
-                return e.exit_code
-
-        return run_reporting(call)
+        try:
+            return int(command(args))
+        except TransferError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            return e.exit_code
 
     run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
     return run
 
 
 # --- parser ------------------------------------------------------------------------------------
-
-
-def _store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", metavar="PATH", default=DEFAULT_STORE,
-                        help=f"store directory (default: {DEFAULT_STORE})")
-    parser.add_argument("--registry-id", metavar="ID", type=_registry_id,
-                        help="the store's default registry id, 12 digits (default: 000000000000)")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -216,19 +196,18 @@ def add_commands(subparsers: Any) -> None:
                     "already present are not an error. Every blob is checked against its digest, and no "
                     "manifest is stored unless all its blobs are. The store is synced before success is "
                     "reported.",
-        epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.",
     )
     p.add_argument("source", metavar="SOURCE", help="docker save tarball, OCI layout directory or OCI archive")
     p.add_argument("--repo", required=True, help="repository to import into")
     p.add_argument("--tag", help="tag the (single) image with TAG instead of the tags the source names")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="layers stored at once (default: number of CPUs)")
-    _store_arguments(p)
-    p.add_argument("--create-repo", action="store_true", help="create the repository if it does not exist")
+    add_global_options(p, json_output=True)
+    p.add_argument("--create-repo", action="store_true",
+                   help="create the repository (and the store) if it does not exist")
     p.add_argument("--tmp-dir", metavar="DIR",
                    help="where a compressed SOURCE is decompressed (default: the system's temporary directory)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the import report as JSON")
     p.set_defaults(func=_guarded(cmd_import))
 
     p = subparsers.add_parser(
@@ -238,7 +217,6 @@ def add_commands(subparsers: Any) -> None:
                     "archive when DEST ends in .tar, or a tarball docker load and skopeo read "
                     "(--format docker-archive). Importing the result gives the same manifests and blobs "
                     "(unless --convert-to-oci).",
-        epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.",
     )
     p.add_argument("reference", metavar="REPO:TAG|REPO@DIGEST", help="the image to export")
     p.add_argument("dest", metavar="DEST", help="destination directory or .tar file")
@@ -248,25 +226,6 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--convert-to-oci", action="store_true",
                    help="write Docker manifests with OCI media types (for skopeo and podman, which read only "
                         "those from an OCI layout); the image gets a new digest")
-    _store_arguments(p)
+    add_global_options(p, json_output=True)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    p.add_argument("--json", action="store_true", help="print the export report as JSON")
     p.set_defaults(func=_guarded(cmd_export))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``import`` or ``export`` on their own (``python -m ecrstore.cli_transfer``)."""
-    parser = argparse.ArgumentParser(prog="ecrstore", description="Import and export container images.",
-                                     epilog="Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"],
-                        help="log verbosity on stderr (default: info)")
-    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

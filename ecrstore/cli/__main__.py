@@ -1,0 +1,7 @@
+"""``python -m ecrstore.cli``: the ``ecrstore`` command."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
