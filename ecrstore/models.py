@@ -10,9 +10,7 @@ shapes (``ecrstore.server.awsjson.codec``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
     "EncryptionConfiguration",

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import xxhash
 
 from ._sha256 import Sha256
+from .blobs.base import BlobStore, UploadData
 from .digest import Digest
 from .errors import (
     EmptyUploadException,
@@ -45,7 +46,6 @@ from .errors import (
     UploadNotFoundException,
     repository_not_found,
 )
-from .blobs.base import BlobStore, UploadData
 from .hashing import PartSource, hash_file
 from .index.base import Index, WriteTxn
 from .index.records import BlobRecord, LinkRecord, RepoRecord, UploadRecord

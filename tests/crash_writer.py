@@ -89,7 +89,7 @@ def content(cid: int) -> bytes:
     return rng.randbytes(size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digest(cid: int) -> str:
     return "sha256:" + hashlib.sha256(content(cid)).hexdigest()
 

@@ -6,15 +6,13 @@ import hashlib
 import mmap
 import os
 import random
-import stat
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecrstore import Sha256, hash_file
-from ecrstore import hashing
+from ecrstore import Sha256, hash_file, hashing
 from ecrstore.errors import HashStateError
 
 GRAN = mmap.ALLOCATIONGRANULARITY

@@ -16,9 +16,6 @@ import termios
 from pathlib import Path
 
 import pytest
-
-from ecrstore import cli_transfer
-
 from transfer_util import (
     docker_save_legacy,
     image_count,
@@ -26,6 +23,8 @@ from transfer_util import (
     open_store,
     stored_manifest,
 )
+
+from ecrstore import cli_transfer
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parent.parent

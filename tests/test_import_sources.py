@@ -9,10 +9,6 @@ import os
 import resource
 
 import pytest
-
-from ecrstore.transfer import ImportReport, SourceError, TransferUsageError, import_image
-from ecrstore.transfer.formats import docker_schema2_manifest, tag_of_annotations, tag_of_reference
-
 from transfer_util import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -33,6 +29,9 @@ from transfer_util import (
     tree_entries,
     write_tar,
 )
+
+from ecrstore.transfer import ImportReport, SourceError, TransferUsageError, import_image
+from ecrstore.transfer.formats import docker_schema2_manifest, tag_of_annotations, tag_of_reference
 
 pytestmark = pytest.mark.timeout(60)
 

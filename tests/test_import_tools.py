@@ -10,9 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from ecrstore.transfer import export_image, import_image
-
 from transfer_util import (
     DOCKER_LAYER,
     DOCKER_MANIFEST,
@@ -23,6 +20,8 @@ from transfer_util import (
     sha,
     stored_manifest,
 )
+
+from ecrstore.transfer import export_image, import_image
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -119,5 +118,6 @@ def test_skopeo_reads_what_a_reimport_wrote(store, umoci_layout, tmp_path):
     ours = inspect(f"docker-archive:{out}")
     assert ours["Layers"] == theirs["Layers"]
     copy = tmp_path / "copy"
-    tool("skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"docker-archive:{out}", f"oci:{copy}:v1")
+    tool("skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"docker-archive:{out}",
+         f"oci:{copy}:v1")
     assert inspect(f"oci:{copy}:v1")["Layers"] == theirs["Layers"]
