@@ -31,7 +31,7 @@ from .errors import (
 from .index.base import Index, ReadTxn, WriteTxn
 from .index.records import ImageRecord, LinkRecord, RepoRecord
 from .limits import DEFAULT_PAGE, MAX_MANIFEST_CHARS, MAX_TAGS_PER_IMAGE
-from .manifest import ParsedManifest, parse_manifest
+from .manifest import Descriptor, ParsedManifest, parse_manifest
 from .models import (
     BatchDeleteImageResult,
     BatchGetImageResult,
@@ -125,15 +125,15 @@ class Images:
     def _check_references(self, t: ReadTxn, repo: RepoRecord, parsed: ParsedManifest) -> int:
         """Check the manifest's references in this repository; answer imageSizeInBytes."""
         if parsed.is_index:
-            missing = [str(m.digest) for m in parsed.manifests if t.get_image(repo.id, m.digest.raw, with_manifest=False) is None]
+            children = [t.get_image(repo.id, m.digest.raw, with_manifest=False) for m in parsed.manifests]
+            missing = [str(m.digest) for m, rec in zip(parsed.manifests, children, strict=True) if rec is None]
             if missing:
                 raise ReferencedImagesNotFoundException(
                     f"Some of the referenced images were not found in the repository with name "
                     f"'{repo.name}' in the registry with id '{repo.registry_id}': {', '.join(missing)}"
                 )
-            sizes = [t.get_image(repo.id, m.digest.raw, with_manifest=False).size for m in parsed.manifests]
-            return max(sizes, default=0)
-        wanted = [parsed.config, *parsed.layers]
+            return max((rec.size for rec in children if rec is not None), default=0)
+        wanted = _blobs(parsed)
         links = {d.digest.raw: t.get_link(repo.id, d.digest.raw) for d in wanted}
         missing = [str(d.digest) for d in wanted if links[d.digest.raw] is None]
         if missing:
@@ -141,7 +141,8 @@ class Images:
                 f"Layers with digests {sorted(set(missing))} required for pushing image into repository "
                 f"with name '{repo.name}' in the registry with id '{repo.registry_id}' do not exist"
             )
-        return sum(links[d.digest.raw].size for d in parsed.layers)
+        # Every link is present (checked above); the test only narrows the type.
+        return sum(link.size for d in parsed.layers if (link := links[d.digest.raw]) is not None)
 
     def _add_references(self, t: WriteTxn, repo_id: int, parsed: ParsedManifest) -> None:
         dg = parsed.digest.raw
@@ -149,7 +150,7 @@ class Images:
             for m in parsed.manifests:
                 t.add_image_ref(repo_id, m.digest.raw, dg)
             return
-        for d in (parsed.config, *parsed.layers):
+        for d in _blobs(parsed):
             key = d.digest.raw
             t.add_layer_ref(repo_id, key, dg, d.media_type)
             link = t.get_link(repo_id, key)
@@ -168,7 +169,7 @@ class Images:
                 for m in parsed.manifests:
                     t.delete_image_ref(repo_id, m.digest.raw, dg)
             else:
-                for d in (parsed.config, *parsed.layers):
+                for d in _blobs(parsed):
                     t.delete_layer_ref(repo_id, d.digest.raw, dg)
         t.delete_image(repo_id, dg)
 
@@ -192,10 +193,12 @@ class Images:
                     continue
                 dg, _ = found
                 if ident.image_digest is None:  # by tag: the tag goes; the image with its last tag
+                    tag = ident.image_tag
+                    assert tag is not None  # _resolve fails an identifier with neither digest nor tag
                     tags = t.image_tags(repo.id, dg)
                     if len(tags) > 1:
-                        t.delete_tag(repo.id, ident.image_tag, dg)
-                        deleted.append(ImageIdentifier(str(Digest.from_raw(dg)), ident.image_tag))
+                        t.delete_tag(repo.id, tag, dg)
+                        deleted.append(ImageIdentifier(str(Digest.from_raw(dg)), tag))
                         continue
                 if t.image_is_referenced(repo.id, dg):
                     failures.append(ImageFailure(ident, "ImageReferencedByManifestList",
@@ -218,7 +221,8 @@ class Images:
         ids = _image_ids(image_ids)
         accepted = None
         if accepted_media_types is not None:
-            accepted = set(v.str_list(accepted_media_types, "acceptedMediaTypes", max_items=100, min_len=1, max_len=255))
+            accepted = set(v.str_list(accepted_media_types, "acceptedMediaTypes", max_items=100,
+                                      min_len=1, max_len=255))
         repo = self._repo(registry_id, repository_name)
         images: list[Image] = []
         failures: list[ImageFailure] = []
@@ -242,25 +246,32 @@ class Images:
                                     rec.manifest.decode("utf-8"), rec.media_type))
         return BatchGetImageResult(tuple(images), tuple(failures))
 
-    def _resolve(self, t: ReadTxn, repo: RepoRecord, ident: ImageIdentifier) -> tuple[bytes, ImageRecord] | ImageFailure:
+    def _resolve(self, t: ReadTxn, repo: RepoRecord,
+                 ident: ImageIdentifier) -> tuple[bytes, ImageRecord] | ImageFailure:
         """The image an identifier names, or the per-item failure ECR reports for it."""
         if ident.image_digest is None and ident.image_tag is None:
-            return ImageFailure(ident, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null")
+            return ImageFailure(ident, "MissingDigestAndTag",
+                                "Invalid request parameters: both tag and digest cannot be null")
         dg = None
         if ident.image_digest is not None:
             d = try_parse_digest(ident.image_digest)
             if d is None or not d.is_sha256:
-                return ImageFailure(ident, "InvalidImageDigest", "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")
+                return ImageFailure(ident, "InvalidImageDigest",
+                                    "Invalid request parameters: image digest should satisfy the regex "
+                                    "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")
             dg = d.raw
         if ident.image_tag is not None:
             if not 1 <= len(ident.image_tag) <= 300:
-                return ImageFailure(ident, "InvalidImageTag", "Invalid request parameters: image tag must be 1 to 300 characters")
+                return ImageFailure(ident, "InvalidImageTag",
+                                    "Invalid request parameters: image tag must be 1 to 300 characters")
             tagged = t.get_tag(repo.id, ident.image_tag)
             if tagged is None:
                 return ImageFailure(ident, "ImageNotFound", "Requested image not found")
             if dg is not None and dg != tagged:
-                return ImageFailure(ident, "ImageTagDoesNotMatchDigest", "Invalid request parameters: given tag does not map to the given digest")
+                return ImageFailure(ident, "ImageTagDoesNotMatchDigest",
+                                    "Invalid request parameters: given tag does not map to the given digest")
             dg = tagged
+        assert dg is not None  # a digest or a tag was given (checked first)
         rec = t.get_image(repo.id, dg)
         if rec is None:
             return ImageFailure(ident, "ImageNotFound", "Requested image not found")
@@ -329,11 +340,14 @@ class Images:
                 if len(details) == limit:
                     more = True
                     break
-                details.append(self._detail(t, repo, dg, t.get_image(repo.id, dg, with_manifest=False), tags))
+                rec = t.get_image(repo.id, dg, with_manifest=False)
+                assert rec is not None  # listed by this snapshot
+                details.append(self._detail(t, repo, dg, rec, tags))
         token = _encode_token(repo, "d", details[-1].image_digest[7:], None) if more else None
         return DescribeImagesResult(tuple(details), token)
 
-    def _detail(self, t: ReadTxn, repo: RepoRecord, dg: bytes, rec: ImageRecord, tags: list[str] | None = None) -> ImageDetail:
+    def _detail(self, t: ReadTxn, repo: RepoRecord, dg: bytes, rec: ImageRecord,
+                tags: list[str] | None = None) -> ImageDetail:
         if tags is None:
             tags = t.image_tags(repo.id, dg)
         return ImageDetail(
@@ -414,6 +428,13 @@ def _decode_token(token: object, repo: RepoRecord, kind: str) -> tuple[str, str 
         return digest_hex, tag
 
     return decode_token(token, read)
+
+
+def _blobs(parsed: ParsedManifest) -> tuple[Descriptor, ...]:
+    """The blobs an image manifest references: its config, then its layers."""
+    # parse_manifest gives every image manifest (not an index) a config.
+    assert parsed.config is not None, "an image manifest always has a config"
+    return (parsed.config, *parsed.layers)
 
 
 def _reparse(rec: ImageRecord | None) -> ParsedManifest | None:

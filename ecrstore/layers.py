@@ -49,7 +49,7 @@ class Layers:
             stored = t.registry_links(registry, [k for k in wanted if k not in links])
         layers: list[Layer] = []
         failures: list[LayerFailure] = []
-        for text, key in zip(raw, keys):
+        for text, key in zip(raw, keys, strict=True):
             if key is None:
                 failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
             elif key in links:

@@ -83,22 +83,24 @@ class Repositories:
                 )
             with self._index.read() as t:
                 recs = [t.get_repo(registry, n) for n in names]
-            for n, rec in zip(names, recs):
+            found: list[RepoRecord] = []
+            for n, rec in zip(names, recs, strict=True):
                 if rec is None:
                     raise repository_not_found(registry, n)
-            return DescribeRepositoriesResult(tuple(self.result(r) for r in recs))
+                found.append(rec)
+            return DescribeRepositoriesResult(tuple(self.result(r) for r in found))
         after = _decode_token(next_token, registry) if next_token is not None else None
         limit = page or DEFAULT_PAGE
+        listed: list[RepoRecord] = []
         with self._index.read() as t:
-            recs = []
-            for rec in t.iter_repos(registry, after):
-                recs.append(rec)
-                if len(recs) > limit:
+            for repo in t.iter_repos(registry, after):
+                listed.append(repo)
+                if len(listed) > limit:
                     break
-        more = len(recs) > limit
-        recs = recs[:limit]
-        token = _encode_token(registry, recs[-1].name) if more else None
-        return DescribeRepositoriesResult(tuple(self.result(r) for r in recs), token)
+        more = len(listed) > limit
+        listed = listed[:limit]
+        token = _encode_token(registry, listed[-1].name) if more else None
+        return DescribeRepositoriesResult(tuple(self.result(r) for r in listed), token)
 
     def delete(self, registry_id: str | None, repository_name: str, force: bool,
                delete_images: Callable[[WriteTxn, int], None]) -> tuple[RepoRecord, list[bytes]]:

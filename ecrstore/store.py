@@ -233,7 +233,8 @@ class Store:
 
     # --- layer upload --------------------------------------------------------------------
 
-    def initiate_layer_upload(self, repository_name: str, *, registry_id: str | None = None) -> InitiateLayerUploadResult:
+    def initiate_layer_upload(self, repository_name: str, *,
+                              registry_id: str | None = None) -> InitiateLayerUploadResult:
         """InitiateLayerUpload. Errors: RepositoryNotFound, InvalidParameter. The upload is
         durable on return (durable mode) and expires after ``upload_ttl`` idle seconds."""
         self._writable()
@@ -269,7 +270,8 @@ class Store:
         try:
             src = PartSource(layer_part_blob)
         except TypeError:
-            raise invalid_parameter("layerPartBlob", "Member must be a blob (bytes-like, path or binary file)") from None
+            raise invalid_parameter("layerPartBlob",
+                                    "Member must be a blob (bytes-like, path or binary file)") from None
         except (OSError, ValueError) as e:
             raise InvalidParameterException(f"layerPartBlob: cannot read the part: {e}") from e
         try:
@@ -437,10 +439,10 @@ class Store:
             rec = t.get_upload(uid)
             owner = self._repos.by_id(t, registry, rec.repo_id) if rec is not None else None
         if rec is None or owner is None:
-            raise UploadNotFoundException(f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
+            raise _upload_not_found(upload_id, registry)
         last = self._os(self._uploads.abort, uid, upload_id)
         if last is None:
-            raise UploadNotFoundException(f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'")
+            raise _upload_not_found(upload_id, registry)
         return self._upload_info(uid, last, owner)
 
     def purge_uploads(self) -> int:
@@ -483,3 +485,9 @@ class Store:
         except OSError as e:
             log.error("%s failed: %s", getattr(fn, "__name__", fn), e)
             raise ServerException(f"storage failure: {e.strerror or e}") from e
+
+
+def _upload_not_found(upload_id: str, registry: str) -> UploadNotFoundException:
+    return UploadNotFoundException(
+        f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'"
+    )

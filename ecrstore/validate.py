@@ -37,10 +37,10 @@ def string(value: Any, member: str, *, min_len: int = 0, max_len: int | None = N
 
 
 def repository_name(value: Any, member: str = "repositoryName") -> str:
-    string(value, member, min_len=2, max_len=256)
-    if not _REPO_RE.fullmatch(value):
+    name = string(value, member, min_len=2, max_len=256)
+    if not _REPO_RE.fullmatch(name):
         raise invalid_parameter(member, f"Member must satisfy regular expression pattern: {REPOSITORY_NAME_PATTERN}")
-    return value
+    return name
 
 
 def registry_id(value: Any, default: str, member: str = "registryId") -> str:
@@ -73,7 +73,8 @@ def non_negative(value: Any, member: str) -> int:
 def enum(value: Any, member: str, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise invalid_parameter(member, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
-    return value
+    chosen: str = value  # equal to one of ``allowed``
+    return chosen
 
 
 def str_list(value: Any, member: str, *, min_items: int = 1, max_items: int = 100,
@@ -94,10 +95,10 @@ def str_list(value: Any, member: str, *, min_items: int = 1, max_items: int = 10
 def max_results(value: Any, member: str = "maxResults") -> int | None:
     if value is None:
         return None
-    non_negative(value, member)
-    if not 1 <= value <= MAX_RESULTS:
+    n = non_negative(value, member)
+    if not 1 <= n <= MAX_RESULTS:
         raise invalid_parameter(member, f"Member must have value between 1 and {MAX_RESULTS}")
-    return value
+    return n
 
 
 def tags(tags: Sequence[Tag] | None) -> list[dict[str, str]]:
@@ -151,7 +152,8 @@ def exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str
     out = []
     for f in filters:
         if not isinstance(f, ExclusionFilter) or f.filter_type != "WILDCARD":
-            raise invalid_parameter("imageTagMutabilityExclusionFilters.filterType", "Member must satisfy enum value set: [WILDCARD]")
+            raise invalid_parameter("imageTagMutabilityExclusionFilters.filterType",
+                                    "Member must satisfy enum value set: [WILDCARD]")
         pattern = f.filter
         string(pattern, "imageTagMutabilityExclusionFilters.filter", min_len=1, max_len=128)
         if not all(c.isalnum() or c in "._*-" for c in pattern):

@@ -21,7 +21,7 @@ from transfer_util import (
 )
 
 from ecrstore.errors import ImageNotFoundException, RepositoryNotFoundException
-from ecrstore.transfer import DestinationError, TransferUsageError, export_image, import_image
+from ecrstore.transfer import DestinationError, TransferUsageError, export_image, exporter, import_image
 from ecrstore.transfer.exporter import parse_reference
 
 pytestmark = pytest.mark.timeout(60)
@@ -122,6 +122,45 @@ def test_round_trip_reproduces_manifests_and_blobs(store, images, tmp_path, fmt)
         assert tags_of(other, "team/app") == tags_of(store, "team/app")
 
 
+class _WithoutFileno:
+    """A blob reader as a backend without files gives it: no ``fileno()`` (the BlobReader
+    protocol does not promise one)."""
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    def __getattr__(self, name):
+        if name == "fileno":
+            raise AttributeError(name)
+        return getattr(self._reader, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._reader.close()
+
+
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_readers_without_a_descriptor_export_the_same_bytes(store, images, tmp_path, monkeypatch, fmt):
+    copied_in_kernel = tmp_path / "kernel.tar"
+    export_image(store, "team/app:v2", copied_in_kernel, format=fmt)
+    open_layer = store.open_layer
+    monkeypatch.setattr(store, "open_layer", lambda *a, **kw: _WithoutFileno(open_layer(*a, **kw)))
+    monkeypatch.setattr(exporter, "_copy_fd", None)  # no descriptor: the kernel copy is never reached
+    events = []
+    chunked = tmp_path / "chunked.tar"
+    report = export_image(store, "team/app:v2", chunked, format=fmt, progress=events.append)
+    assert chunked.read_bytes() == copied_in_kernel.read_bytes()
+    assert sum(e.nbytes for e in events if e.kind == "bytes") == report.bytes_written
+    export_image(store, "team/app:v2", tmp_path / "layout")
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    img = images["v2"]
+    assert (blobs / img.config_digest[7:]).read_bytes() == img.config
+    for layer in img.layers:
+        assert (blobs / sha(layer)[7:]).read_bytes() == layer
+
+
 def test_index_export_carries_every_platform(store, images, tmp_path):
     dest = tmp_path / "multi.tar"
     report = export_image(store, "team/app:multi", dest, format="oci-archive")
@@ -142,7 +181,7 @@ def test_docker_archive_layout(store, images, tmp_path):
         index = json.load(tf.extractfile("index.json"))
         members = {m.name: m for m in tf.getmembers()}
         assert tf.extractfile(manifest[0]["Config"]).read() == img.config
-        for name, layer in zip(manifest[0]["Layers"], img.layers):
+        for name, layer in zip(manifest[0]["Layers"], img.layers, strict=True):
             assert tf.extractfile(name).read() == layer
     assert manifest == [{"Config": f"blobs/sha256/{img.config_digest[7:]}", "RepoTags": ["team/app:v1"],
                          "Layers": [f"blobs/sha256/{d[7:]}" for d in img.layer_digests]}]

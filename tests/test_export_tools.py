@@ -61,7 +61,8 @@ def exported(tmp_path_factory):
                          convert_to_oci=tag == "v1")
             if tag != "multi":
                 export_image(store, f"team/app:{tag}", work / f"{tag}-docker.tar", format="docker-archive")
-    return work, {**digests, "v1": converted, "v1-docker": digests["v1"]}, {"v1": legacy, "v2": gz, "amd": amd, "arm": arm}
+    images = {"v1": legacy, "v2": gz, "amd": amd, "arm": arm}
+    return work, {**digests, "v1": converted, "v1-docker": digests["v1"]}, images
 
 
 @pytest.mark.parametrize("tag", ["v1", "v2", "multi"])
@@ -85,7 +86,8 @@ def test_conversion_keeps_the_blobs(exported):
 @pytest.mark.parametrize("tag", ["v1", "v2"])
 def test_skopeo_copies_the_oci_layout_unchanged(exported, tag, tmp_path):
     work, digests, _ = exported
-    tool("skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{work / 'layout'}:{tag}", f"oci:{tmp_path / 'copy'}:{tag}")
+    tool("skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{work / 'layout'}:{tag}",
+         f"oci:{tmp_path / 'copy'}:{tag}")
     assert inspect(f"oci:{tmp_path / 'copy'}:{tag}")["Digest"] == digests[tag]
 
 

@@ -35,7 +35,8 @@ def test_blob_and_link_record_layout():
     raw = codec.encode_link(link)
     assert raw[:24].hex() == "01" + "00" * 7 + "0000000000001388" + "4000000000000000"
     assert raw[24:] == b"application/vnd.oci.image.layer.v1.tar+gzip"
-    assert codec.decode_link(raw) == link and codec.decode_blob(codec.encode_blob(BlobRecord(1, 0.5))) == BlobRecord(1, 0.5)
+    assert codec.decode_link(raw) == link
+    assert codec.decode_blob(codec.encode_blob(BlobRecord(1, 0.5))) == BlobRecord(1, 0.5)
 
 
 def test_repository_record_is_versioned_json():

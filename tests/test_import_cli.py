@@ -26,6 +26,8 @@ from transfer_util import (
     stored_manifest,
 )
 
+from ecrstore import cli_transfer
+
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -297,7 +297,8 @@ def test_reimport_adds_new_tags_to_a_present_image(store, tmp_path):
     import_image(store, docker_save_legacy(tmp_path / "a.tar", [(img, ["app:v1"])]), "app")
     report = import_image(store, docker_save_legacy(tmp_path / "b.tar", [(img, ["app:v2"])]), "app")
     assert report.images[0].status == "PRESENT"
-    assert stored_manifest(store, "app", "v2").image_id.image_digest == stored_manifest(store, "app", "v1").image_id.image_digest
+    v1, v2 = stored_manifest(store, "app", "v1"), stored_manifest(store, "app", "v2")
+    assert v2.image_id.image_digest == v1.image_id.image_digest
 
 
 def test_layers_present_in_another_repository_are_stored_once(store, tmp_path):

@@ -118,5 +118,6 @@ def test_skopeo_reads_what_a_reimport_wrote(store, umoci_layout, tmp_path):
     ours = inspect(f"docker-archive:{out}")
     assert ours["Layers"] == theirs["Layers"]
     copy = tmp_path / "copy"
-    tool("skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"docker-archive:{out}", f"oci:{copy}:v1")
+    tool("skopeo", "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"docker-archive:{out}",
+         f"oci:{copy}:v1")
     assert inspect(f"oci:{copy}:v1")["Layers"] == theirs["Layers"]

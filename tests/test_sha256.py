@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import math
 import mmap
 import os
@@ -106,7 +107,7 @@ def py_compress(h: list[int], block: bytes) -> list[int]:
         t1 = hh + (_rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)) + ((e & f) ^ (~e & g)) + PY_K[t] + w[t]
         t2 = (_rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
         a, b, c, d, e, f, g, hh = (t1 + t2) & 0xFFFFFFFF, a, b, c, (d + t1) & 0xFFFFFFFF, e, f, g
-    return [(x + y) & 0xFFFFFFFF for x, y in zip(h, (a, b, c, d, e, f, g, hh))]
+    return [(x + y) & 0xFFFFFFFF for x, y in zip(h, (a, b, c, d, e, f, g, hh), strict=True)]
 
 
 def py_midstate(message: bytes) -> tuple[list[int], int, bytes]:
@@ -249,7 +250,7 @@ def test_unknown_and_unusable_kernels_are_refused():
 def test_random_chunking_matches_hashlib(kernel, data, cuts):
     h = Sha256(kernel=kernel)
     bounds = [0, *sorted(c for c in cuts if c <= len(data)), len(data)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         h.update(data[a:b])
     assert h.digest() == hashlib.sha256(data).digest()
     assert h.nbytes == len(data)
@@ -565,12 +566,12 @@ def test_one_object_two_threads_is_refused():
         started = threading.Event()
         done = threading.Event()
 
-        def worker() -> None:
+        def worker(h: Sha256, started: threading.Event, done: threading.Event) -> None:
             started.set()
             h.update(big)
             done.set()
 
-        a = threading.Thread(target=worker)
+        a = threading.Thread(target=worker, args=(h, started, done))
         a.start()
         started.wait()
         succeeded_before = 0

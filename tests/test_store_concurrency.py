@@ -41,7 +41,7 @@ def test_racing_parts_of_one_upload_one_wins(store):
     for round_ in range(10):
         up = store.initiate_layer_upload("app").upload_id
         blobs = [bytes([i + 1, round_]) * 1024 for i in range(4)]
-        results = run_threads(4, lambda i: store.upload_layer_part("app", up, 0, 2047, blobs[i]))
+        results = run_threads(4, lambda i, up=up, blobs=blobs: store.upload_layer_part("app", up, 0, 2047, blobs[i]))
         winners = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         assert len(winners) == 1, results
         assert all(isinstance(r, errors.InvalidLayerPartException) and r.last_valid_byte_received == 2047
@@ -62,7 +62,8 @@ def test_racing_completions_of_one_digest(store):
             up = store.initiate_layer_upload(repo).upload_id
             store.upload_layer_part(repo, up, 0, len(payload) - 1, payload)
             ups.append(up)
-        results = run_threads(4, lambda i: store.complete_layer_upload(repo, ups[i], [digest_of(payload)]))
+        results = run_threads(
+            4, lambda i, repo=repo, ups=ups: store.complete_layer_upload(repo, ups[i], [digest_of(payload)]))
         ok = [r for r in results if not isinstance(r, Exception)]
         assert len(ok) == 1, results
         assert all(isinstance(r, errors.LayerAlreadyExistsException) for r in results if r not in ok)
@@ -111,7 +112,7 @@ def test_processes_share_one_store(tmp_path):
     with ctx.Pool(3) as pool:
         results = pool.map(_process_push, [(path, "app", seed, 10) for seed in (1, 2, 1)], chunksize=1)
     # seed 1 twice: the same ten layers raced from two processes; each one completes once
-    for a, b in zip(results[0], results[2]):
+    for a, b in zip(results[0], results[2], strict=True):
         assert sorted([a == "exists", b == "exists"]) == [False, True], (a, b)
     assert "exists" not in results[1]
     with open_store(path) as s:

@@ -304,7 +304,8 @@ class Checker:
         for name in ALL_REPOS:
             want = r.repos.get(name, self.repos[name])
             if not (r.inflight_is("create", repo=name) or r.inflight_is("delete", repo=name)):
-                assert (name in actual) == want, f"{ctx}: repository {name} exists={name in actual}, acknowledged {want}"
+                assert (name in actual) == want, (
+                    f"{ctx}: repository {name} exists={name in actual}, acknowledged {want}")
             self.repos[name] = name in actual
 
     def _apply_acknowledged(self, r: Replay) -> None:
@@ -366,8 +367,10 @@ class Checker:
                 assert r.inflight_is("part", key=u.spec.key) and last == u.spec.parts[r.inflight.part][1], (
                     f"{ctx}: upload {u.uid} is at byte {last}, acknowledged {u.acked_last}")
             state = Sha256.from_state(rec.state) if rec.state else Sha256()
-            assert state.nbytes == rec.received, f"{ctx}: upload {u.uid}: midstate of {state.nbytes} bytes, {rec.received} received"
-            assert state.digest() == hashlib.sha256(data[:rec.received]).digest(), f"{ctx}: upload {u.uid}: wrong midstate"
+            assert state.nbytes == rec.received, (
+                f"{ctx}: upload {u.uid}: midstate of {state.nbytes} bytes, {rec.received} received")
+            assert state.digest() == hashlib.sha256(data[:rec.received]).digest(), (
+                f"{ctx}: upload {u.uid}: wrong midstate")
             with open(self.path / "uploads" / uuid.UUID(u.uid).hex, "rb") as f:
                 assert f.read(rec.received) == data[:rec.received], f"{ctx}: upload {u.uid}: acknowledged bytes differ"
 
@@ -424,7 +427,8 @@ class Checker:
         st = store.stats()
         with store._index.read() as t:
             for name in os.listdir(root / "uploads"):
-                assert t.get_upload(uuid.UUID(hex=name).bytes) is not None, f"{ctx}: upload file {name} without a record"
+                assert t.get_upload(uuid.UUID(hex=name).bytes) is not None, (
+                    f"{ctx}: upload file {name} without a record")
             blob_files = [p for d in (root / "blobs" / "sha256").iterdir() for p in d.iterdir()]
             for p in blob_files:
                 assert not p.name.startswith("."), f"{ctx}: temporary blob file {p.name} left after purge"
@@ -432,7 +436,8 @@ class Checker:
             records = [(uid, rec) for uid, rec in t.uploads_idle_since(time.time() + 1)]
         for uid, rec in records:
             if rec.received:
-                assert (root / "uploads" / uuid.UUID(bytes=uid).hex).is_file(), f"{ctx}: upload {uid.hex()} lost its file"
+                assert (root / "uploads" / uuid.UUID(bytes=uid).hex).is_file(), (
+                    f"{ctx}: upload {uid.hex()} lost its file")
         report = store.verify()
         assert report.ok, f"{ctx}: {report.mismatches}"
         assert len(blob_files) == st.blobs == report.checked == len({dg for _, dg in self.expected}), ctx
@@ -548,7 +553,8 @@ def test_kill_while_the_store_is_being_created(tmp_path):
     with Store(path, **SETTINGS) as store:
         store.create_repository("app")
         # a layer whose digest falls in a fan-out directory the killed process had not made
-        data = next(d for d in (n.to_bytes(4, "big") for n in range(100_000)) if digest_of(d)[7:9] in (missing or {"00"}))
+        wanted = missing or {"00"}
+        data = next(d for d in (n.to_bytes(4, "big") for n in range(100_000)) if digest_of(d)[7:9] in wanted)
         up = store.initiate_layer_upload("app").upload_id
         store.upload_layer_part("app", up, 0, len(data) - 1, data)
         assert store.complete_layer_upload("app", up, [digest_of(data)]).layer_digest == digest_of(data)
@@ -599,8 +605,8 @@ def test_killed_lock_holder_releases_the_upload(tmp_path, where):
                 assert result == [HOLD_SPLIT + 1023]
                 assert data_file.stat().st_size == HOLD_SPLIT + 1024  # the killed writer's bytes were cut
                 rest = HOLD_DATA[HOLD_SPLIT + 1024:]
-                assert store.upload_layer_part("app", uid, HOLD_SPLIT + 1024, len(HOLD_DATA) - 1, rest).last_byte_received \
-                    == len(HOLD_DATA) - 1
+                res = store.upload_layer_part("app", uid, HOLD_SPLIT + 1024, len(HOLD_DATA) - 1, rest)
+                assert res.last_byte_received == len(HOLD_DATA) - 1
                 result[:] = [store.complete_layer_upload("app", uid, [digest_of(HOLD_DATA)]).layer_digest]
             assert result == [digest_of(HOLD_DATA)]
             assert read_layer(store, "app", digest_of(HOLD_DATA)) == HOLD_DATA

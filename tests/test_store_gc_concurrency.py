@@ -58,7 +58,7 @@ def _pusher(store: Store, seed: int, stop_at: float, stats: dict, failures: list
                 "config": json.dumps({"pusher": 0 if shared else seed, "n": n % 7}).encode(),
                 "layers": [bytes([i, n % 5 if shared else seed]) * (600 + 300 * i) for i in range(2)],
             }
-            for attempt in range(20):
+            for _ in range(20):
                 cfg = _push_blob(store, blobs["config"])
                 layers = [_push_blob(store, b) for b in blobs["layers"]]
                 manifest = json.dumps({
@@ -66,7 +66,7 @@ def _pusher(store: Store, seed: int, stop_at: float, stats: dict, failures: list
                     "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
                                "size": len(blobs["config"]), "digest": cfg},
                     "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                "size": len(b), "digest": d} for b, d in zip(blobs["layers"], layers)],
+                                "size": len(b), "digest": d} for b, d in zip(blobs["layers"], layers, strict=True)],
                 })
                 try:
                     store.put_image("app", manifest, image_tag=f"p{seed}-{n}")

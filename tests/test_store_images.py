@@ -37,7 +37,7 @@ def image(store, repo="app", n_layers=2, seed=0, media=DOCKER_MANIFEST):
                 else "application/vnd.oci.image.config.v1+json")
     doc = {"schemaVersion": 2, "mediaType": media,
            "config": {"mediaType": cfg_type, "size": len(config), "digest": cfg},
-           "layers": [{"mediaType": layer_type, "size": s, "digest": d} for d, s in zip(layers, sizes)]}
+           "layers": [{"mediaType": layer_type, "size": s, "digest": d} for d, s in zip(layers, sizes, strict=True)]}
     return json.dumps(doc, indent=3), layers, sum(sizes)
 
 
@@ -45,7 +45,8 @@ def index_of(manifests, media=OCI_INDEX):
     child = OCI_MANIFEST if media == OCI_INDEX else DOCKER_MANIFEST
     return json.dumps({"schemaVersion": 2, "mediaType": media, "manifests": [
         {"mediaType": child, "size": len(m), "digest": digest_of(m.encode()),
-         "platform": {"architecture": a, "os": "linux"}} for m, a in zip(manifests, ["amd64", "arm64", "s390x"])]})
+         "platform": {"architecture": a, "os": "linux"}}
+        for m, a in zip(manifests, ["amd64", "arm64", "s390x"], strict=False)]})
 
 
 @pytest.mark.parametrize("media", [DOCKER_MANIFEST, OCI_MANIFEST])
@@ -54,11 +55,12 @@ def test_put_and_get_image_byte_for_byte(store, media):
     res = store.put_image("app", text, image_tag="v1")
     assert res.image.image_id.image_digest == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     assert res.image.image_manifest == text and res.image.image_manifest_media_type == media
-    got = store.batch_get_image("app", [ImageIdentifier(image_tag="v1"), ImageIdentifier(res.image.image_id.image_digest)])
+    got = store.batch_get_image("app", [ImageIdentifier(image_tag="v1"),
+                                        ImageIdentifier(res.image.image_id.image_digest)])
     assert [i.image_manifest for i in got.images] == [text, text] and got.failures == ()
     # layers now carry the media type the manifest references them with
     check = store.batch_check_layer_availability("app", layers)
-    assert {l.media_type for l in check.layers} == {LAYER_GZ if media == DOCKER_MANIFEST else OCI_LAYER}
+    assert {layer.media_type for layer in check.layers} == {LAYER_GZ if media == DOCKER_MANIFEST else OCI_LAYER}
     (detail,) = store.describe_images("app").image_details
     assert detail.image_tags == ("v1",) and detail.image_size_in_bytes == size
     assert detail.image_manifest_media_type == media and detail.artifact_media_type.endswith("json")
@@ -73,7 +75,8 @@ def test_put_image_errors(store):
                 json.dumps({"schemaVersion": 1, "mediaType": "application/vnd.docker.distribution.manifest.v1+json"})]:
         with pytest.raises(errors.InvalidParameterException):
             store.put_image("app", bad)
-    no_layers = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": json.loads(text)["config"], "layers": []})
+    no_layers = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": json.loads(text)["config"],
+                            "layers": []})
     with pytest.raises(errors.InvalidParameterException, match="at least 1 layer"):
         store.put_image("app", no_layers)
     with pytest.raises(errors.InvalidParameterException):
@@ -157,8 +160,8 @@ def test_batch_get_failures_are_data(store):
     text, _, _ = image(store)
     d = store.put_image("app", text, image_tag="v1").image.image_id.image_digest
     res = store.batch_get_image("app", [
-        ImageIdentifier(), ImageIdentifier("nope"), ImageIdentifier(image_tag="missing"), ImageIdentifier("sha256:" + "1" * 64, "v1"),
-        ImageIdentifier(d)], accepted_media_types=[DOCKER_MANIFEST])
+        ImageIdentifier(), ImageIdentifier("nope"), ImageIdentifier(image_tag="missing"),
+        ImageIdentifier("sha256:" + "1" * 64, "v1"), ImageIdentifier(d)], accepted_media_types=[DOCKER_MANIFEST])
     assert [f.failure_code for f in res.failures] == [
         "MissingDigestAndTag", "InvalidImageDigest", "ImageNotFound", "ImageTagDoesNotMatchDigest"]
     assert len(res.images) == 1

@@ -169,7 +169,7 @@ def test_layers_are_per_repository_and_stored_once(store, tmp_path):
     payload = data(3000, seed=3)
     d = push(store, "app", payload)
     check = store.batch_check_layer_availability("bb", [d, digest_of(b"never")])
-    assert [(l.layer_digest, l.layer_availability) for l in check.layers] == [(d, "UNAVAILABLE")]
+    assert [(layer.layer_digest, layer.layer_availability) for layer in check.layers] == [(d, "UNAVAILABLE")]
     assert [(f.layer_digest, f.failure_code) for f in check.failures] == [(digest_of(b"never"), "MissingLayerDigest")]
     with pytest.raises(errors.LayersNotFoundException):
         store.open_layer("bb", d)
@@ -185,7 +185,7 @@ def test_batch_check_item_failures_and_request_errors(store):
     res = store.batch_check_layer_availability("app", ["bogus", "", d.upper().replace("SHA256", "sha256"), "md5:abcd"])
     assert [(f.layer_digest, f.failure_code) for f in res.failures] == [
         ("bogus", "InvalidLayerDigest"), ("", "InvalidLayerDigest"), ("md5:abcd", "MissingLayerDigest")]
-    assert [l.layer_digest for l in res.layers] == [d]
+    assert [layer.layer_digest for layer in res.layers] == [d]
     with pytest.raises(errors.RepositoryNotFoundException):
         store.batch_check_layer_availability("nope", [d])
     with pytest.raises(errors.InvalidParameterException):

@@ -211,10 +211,12 @@ class StoreMachine(RuleBasedStateMachine):
     def create(self, registry, name):
         m = self.model
         if not registry_ok(registry) or not name_ok(name):
-            e = raises_exactly(errors.InvalidParameterException, self.store.create_repository, name, registry_id=registry)
+            e = raises_exactly(errors.InvalidParameterException, self.store.create_repository, name,
+                               registry_id=registry)
             assert "registryId" in e.message or "repositoryName" in e.message, e.message
         elif m.key(registry, name) in m.repos:
-            raises_exactly(errors.RepositoryAlreadyExistsException, self.store.create_repository, name, registry_id=registry)
+            raises_exactly(errors.RepositoryAlreadyExistsException, self.store.create_repository, name,
+                           registry_id=registry)
         else:
             repo = self.store.create_repository(name, registry_id=registry)
             assert (repo.registry_id, repo.repository_name) == m.key(registry, name)
@@ -477,7 +479,8 @@ class StoreMachine(RuleBasedStateMachine):
                 want_layers.append((key, "UNAVAILABLE", None, None))
             else:
                 want_failures.append((text, "MissingLayerDigest"))
-        got_layers = [(l.layer_digest, l.layer_availability, l.layer_size, l.media_type) for l in res.layers]
+        got_layers = [(layer.layer_digest, layer.layer_availability, layer.layer_size, layer.media_type)
+                      for layer in res.layers]
         got_failures = [(f.layer_digest, f.failure_code) for f in res.failures]
         assert (got_layers, got_failures) == (want_layers, want_failures)
         for item in want_layers + want_failures:

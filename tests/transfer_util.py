@@ -106,7 +106,10 @@ def make_image(seed: int = 0, *, layers: int = 2, size: int = 40_000, gzip_layer
 
 def oci_manifest(img: Img, *, media_type: str = OCI_MANIFEST) -> bytes:
     docker = media_type == DOCKER_MANIFEST
-    layer_type = (DOCKER_LAYER + (".gzip" if img.gzip else "")) if docker else (OCI_LAYER_GZIP if img.gzip else OCI_LAYER)
+    if docker:
+        layer_type = DOCKER_LAYER + (".gzip" if img.gzip else "")
+    else:
+        layer_type = OCI_LAYER_GZIP if img.gzip else OCI_LAYER
     doc = {
         "schemaVersion": 2,
         "mediaType": media_type,
@@ -189,7 +192,7 @@ def docker_save_legacy(path: Path, images: list[tuple[Img, list[str]]], *, compr
     for img, tags in images:
         names = []
         parent = ""
-        for i, layer in enumerate(img.layers):
+        for layer in img.layers:
             layer_id = hashlib.sha256((parent + sha(layer)).encode()).hexdigest()
             parent = layer_id
             if layer_id in seen:
@@ -219,8 +222,8 @@ def docker_save_legacy(path: Path, images: list[tuple[Img, list[str]]], *, compr
     return write_tar(path, entries, compress=compress)
 
 
-def oci_layout(root: Path, images: list[tuple[Img, str | None]] = (), *, indexes: list[tuple[list[Img], str | None]] = (),
-               media_type: str = OCI_MANIFEST) -> dict[str, str]:
+def oci_layout(root: Path, images: list[tuple[Img, str | None]] = (), *,
+               indexes: list[tuple[list[Img], str | None]] = (), media_type: str = OCI_MANIFEST) -> dict[str, str]:
     """Write an OCI image layout; answer {tag or '#i': manifest digest} of its index.json entries.
     ``images``: (image, tag) entries; ``indexes``: (platform images, tag) multi-platform entries."""
     (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -269,7 +272,7 @@ def docker_save_current(path: Path, images: list[tuple[Img, list[str]]], *, comp
     root = work / f"save-{path.name}"
     digests = oci_layout(root, [(img, tags[0] if tags else None) for img, tags in images])
     index = json.loads((root / "index.json").read_text())
-    for entry, (img, tags) in zip(index["manifests"], images):
+    for entry, (_, tags) in zip(index["manifests"], images, strict=True):
         if tags:
             entry["annotations"] = {REF_NAME: tags[0].rsplit(":", 1)[-1], "io.containerd.image.name": tags[0]}
     (root / "index.json").write_text(json.dumps(index))

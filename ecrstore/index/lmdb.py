@@ -12,6 +12,7 @@ LMDB has one writer at a time, so a write transaction's checks hold at commit; w
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -43,7 +44,9 @@ class LmdbTxn:
 
     __slots__ = ("_t", "_db")
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    # Transaction[bytes]: every transaction is begun with buffers=False (py-lmdb's default), so
+    # keys and values come back as bytes, never memoryviews valid only inside the transaction.
+    def __init__(self, txn: lmdb.Transaction[bytes], dbs: dict[str, Any]) -> None:
         self._t = txn
         self._db = dbs
 
@@ -226,7 +229,8 @@ class LmdbTxn:
         else:
             self._t.delete(rid, db=self._db["counts"])
 
-    def iter_image_digests(self, repo_id: int, start: bytes | None = None, *, inclusive: bool = True) -> Iterator[bytes]:
+    def iter_image_digests(self, repo_id: int, start: bytes | None = None, *,
+                           inclusive: bool = True) -> Iterator[bytes]:
         """Digests of a repository's images in digest order, from ``start`` on."""
         rid = _RID.pack(repo_id)
         cur = self._t.cursor(db=self._db["images"])
@@ -283,11 +287,11 @@ class LmdbTxn:
         return IndexCounts(repositories=n("repos"), links=n("links"), blobs=n("blobs"), uploads=n("uploads"))
 
 
-def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
+def _has_prefix(cur: lmdb.Cursor[bytes], prefix: bytes) -> bool:
     return cur.set_range(prefix) and cur.key()[: len(prefix)] == prefix
 
 
-def _prefix_keys(cur: lmdb.Cursor, prefix: bytes) -> Iterator[bytes]:
+def _prefix_keys(cur: lmdb.Cursor[bytes], prefix: bytes) -> Iterator[bytes]:
     if not cur.set_range(prefix):
         return
     for k in cur.iternext(keys=True, values=False):
@@ -338,6 +342,14 @@ class _ResizeGuard:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+def _adopt_map_size(env: lmdb.Environment) -> None:
+    env.set_mapsize(0)  # 0: take the size another process grew the map to
+
+
+def _double_map_size(env: lmdb.Environment) -> None:
+    env.set_mapsize(env.info()["map_size"] * 2)
 
 
 def _is_read_only_fs(e: lmdb.Error) -> bool:
@@ -447,7 +459,7 @@ class LmdbIndex:
                     finally:
                         txn.abort()
                     return
-            self._guard.exclusive(lambda: env.set_mapsize(0))
+            self._guard.exclusive(functools.partial(_adopt_map_size, env))
 
     def write(self, fn: Callable[[LmdbTxn], T]) -> T:
         """Run ``fn`` in one write transaction and commit it; answer what ``fn`` returns.
@@ -471,9 +483,9 @@ class LmdbIndex:
                 except lmdb.Error as e:
                     raise ServerException(f"index write failed: {e}") from e
             if grow:
-                self._guard.exclusive(lambda: env.set_mapsize(env.info()["map_size"] * 2))
+                self._guard.exclusive(functools.partial(_double_map_size, env))
             else:
-                self._guard.exclusive(lambda: env.set_mapsize(0))
+                self._guard.exclusive(functools.partial(_adopt_map_size, env))
 
     def sync(self) -> None:
         """Flush committed transactions to stable storage (what ``durable=False`` defers)."""

@@ -2,8 +2,9 @@
 
 Manifests and blobs are written byte for byte as stored, so importing an export gives the
 same image digest and the same blobs. Blob bytes are copied kernel-side from the store's
-immutable blob files (``copy_file_range``, ``sendfile`` where that is refused); only tar
-headers are built in Python.
+immutable blob files (``copy_file_range``, ``sendfile`` where that is refused; a backend
+whose readers have no file descriptor is read in chunks); only tar headers are built in
+Python.
 
 * ``oci``: an OCI image layout directory. An existing layout is added to (blobs already
   there are kept; an index.json entry with the same tag is replaced), so several images can
@@ -48,7 +49,7 @@ from .formats import CONTAINERD_NAME, REF_NAME, blob_path
 from .progress import Emitter, ProgressCallback
 
 if TYPE_CHECKING:
-    from ..blobs.base import BlobReader as LayerReader
+    from ..blobs.base import BlobReader
     from ..store import Store
 
 __all__ = ["ExportReport", "export_image", "parse_reference", "FORMATS"]
@@ -328,7 +329,7 @@ class _Writer:
             tar.add_dir("blobs/sha256")
             for digest, size in blobs.items():
                 with self._store.open_layer(self._repo, digest) as reader:
-                    tar.add_fd(blob_path(digest), reader.fileno(), reader.size, self._on_bytes)
+                    tar.add_blob(blob_path(digest), reader, self._on_bytes)
                 self._emit("layer", digest=digest, nbytes=size)
             for m in manifests.values():
                 tar.add_bytes(blob_path(m.digest), m.text.encode("utf-8"))
@@ -411,12 +412,13 @@ class _TarOut:
         self._write(data)
         self._pad(len(data))
 
-    def add_fd(self, name: str, src: int, size: int, on_bytes: Callable[[int], None]) -> None:
+    def add_blob(self, name: str, reader: BlobReader, on_bytes: Callable[[int], None]) -> None:
+        size = reader.size
         info = tarfile.TarInfo(name)
         info.size = size
         info.mode = 0o644
         self._header(info)
-        _copy_fd(src, self._fd, size, self._pos, on_bytes)
+        _copy_blob(reader, self._fd, self._pos, on_bytes)
         self._pos += size
         self._pad(size)
 
@@ -426,6 +428,24 @@ class _TarOut:
         if rest:
             self._write(b"\0" * (tarfile.RECORDSIZE - rest))
         os.ftruncate(self._fd, self._pos)
+
+
+def _copy_blob(reader: BlobReader, dst: int, offset: int, on_bytes: Callable[[int], None] | None) -> None:
+    """Copy all of a blob (``reader.size`` bytes) to ``dst`` at ``offset``."""
+    # BlobReader promises no descriptor (a blob in an object store has none); the local
+    # backend's readers have one, which keeps the copy in the kernel.
+    fileno = getattr(reader, "fileno", None)
+    if fileno is not None:
+        _copy_fd(int(fileno()), dst, reader.size, offset, on_bytes)
+        return
+    done = 0
+    for chunk in reader.iter_chunks(length=reader.size):
+        _pwrite_all(dst, chunk, offset + done)
+        done += len(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+    if done != reader.size:
+        raise OSError(errno.EIO, "the blob ended before its recorded size")
 
 
 def _copy_fd(src: int, dst: int, size: int, offset: int, on_bytes: Callable[[int], None] | None) -> None:
@@ -464,8 +484,8 @@ def _atomic_bytes(path: str, data: bytes) -> None:
     _atomic_file(path, lambda fd: _write_all(fd, data))
 
 
-def _atomic_copy(path: str, reader: LayerReader, on_bytes: Callable[[int], None]) -> None:
-    _atomic_file(path, lambda fd: _copy_fd(reader.fileno(), fd, reader.size, 0, on_bytes))
+def _atomic_copy(path: str, reader: BlobReader, on_bytes: Callable[[int], None]) -> None:
+    _atomic_file(path, lambda fd: _copy_blob(reader, fd, 0, on_bytes))
 
 
 def _atomic_file(path: str, fill: Callable[[int], None]) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from backend_processes import call_with_handle, open_local
 
-from ecrstore.blobs.local import Layout, LocalBlobStore
+from ecrstore.blobs.local import Layout
 from ecrstore.index.lmdb import LmdbIndex
 
 
@@ -31,17 +31,7 @@ class Backend:
         """``fn(handle, *args)`` in a freshly spawned process on a handle of its own; its result."""
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(1) as pool:
-            return pool.apply(_call_with_handle, (self.reopen, fn, args))
-
-
-def _call_with_handle(reopen: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    handle = reopen()
-    try:
-        return fn(handle, *args)
-    finally:
-        close = getattr(handle, "close", None)
-        if close is not None:
-            close()
+            return pool.apply(call_with_handle, (self.reopen, fn, args))
 
 
 def _lmdb(tmp_path) -> Backend:
@@ -53,11 +43,7 @@ def _lmdb(tmp_path) -> Backend:
 def _local(tmp_path) -> Backend:
     root = tmp_path / "store"
     Layout(root).create()
-    return Backend("local", _open_local(root), functools.partial(_open_local, root))
-
-
-def _open_local(root: Any) -> LocalBlobStore:
-    return LocalBlobStore(Layout(root), durable=True, background=ThreadPoolExecutor(1).submit)
+    return Backend("local", open_local(root), functools.partial(open_local, root))
 
 
 INDEXES = {"lmdb": _lmdb}
