@@ -38,7 +38,7 @@ class EcrError(Exception):
         """The modeled extra fields that are set, as python attribute -> value."""
         return {a: getattr(self, a) for a in self.fields if getattr(self, a) is not None}
 
-    def __reduce__(self):  # picklable with its fields: errors cross process pools
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its fields: errors cross process pools
         return (_rebuild, (self.code, self.message, self.extra()))
 
     def __repr__(self) -> str:

@@ -3,8 +3,8 @@
 Servers run as real subprocesses (``python -m ecrstore.cli serve``) on a free 127.0.0.1 port,
 over stores with small part settings so multi-part uploads stay fast; boto3 and the AWS CLI
 talk to them as they would to ECR. In-process ASGI calls (:func:`asgi_call`) cover protocol
-details without HTTP. Import the fixtures into a test module with
-``from server_fixtures import *``.
+details without HTTP. The fixtures (``ecr_server``, ``credentials_file``) reach every test
+through ``tests/conftest.py``; import the helpers by name.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ __all__ = [
     "AsgiResponse",
     "ServerProcess",
     "asgi_call",
-    "credentials_file",
     "digest_of",
-    "ecr_server",
     "free_port",
     "push_layer",
     "repo_name",

@@ -14,11 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from transfer_util import docker_save_legacy, make_image
 
 from ecrstore import Sha256, Store
 from ecrstore.errors import ServerException
-
-from transfer_util import docker_save_legacy, make_image
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parent.parent

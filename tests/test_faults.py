@@ -91,7 +91,8 @@ def test_a_read_only_store_can_be_read_listed_and_verified(tmp_path):
                 store.create_repository("other")
         for command in (["verify"], ["stats"], ["repo", "ls"]):
             run = subprocess.run([sys.executable, "-m", "ecrstore.cli", *command, "--store", str(ro)],
-                                 capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=PYTHONPATH))
+                                 capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, PYTHONPATH=PYTHONPATH))
             assert run.returncode == 0, (command, run.stderr)
     finally:
         umount(ro)

@@ -76,7 +76,8 @@ def token_of(fields: Any) -> str:
 
 
 FORGED_TOKENS = st.one_of(
-    st.sampled_from([base64.urlsafe_b64encode(deep_text(3000).encode()).decode(), token_of(["l", 1, "zz", None]), token_of({"a": 1}),
+    st.sampled_from([base64.urlsafe_b64encode(deep_text(3000).encode()).decode(), token_of(["l", 1, "zz", None]),
+                     token_of({"a": 1}),
                      token_of([REGISTRY_A, 5]), "not base64!", "\ud800", "é" * 10, "A" * 3000]),
     st.binary(max_size=64).map(lambda b: base64.urlsafe_b64encode(b).decode()),
 )

@@ -15,9 +15,6 @@ import termios
 from pathlib import Path
 
 import pytest
-
-from ecrstore import cli as ecrstore_cli
-
 from transfer_util import (
     docker_save_legacy,
     image_count,
@@ -26,7 +23,7 @@ from transfer_util import (
     stored_manifest,
 )
 
-from ecrstore import cli_transfer
+from ecrstore import cli as ecrstore_cli
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parent.parent

@@ -55,7 +55,7 @@ def signed_head(port: int, length: int, operation: str = "UploadLayerPart") -> b
     url = f"http://127.0.0.1:{port}/"
     headers = sign_request("POST", url, b"{}", {"X-Amz-Target": TARGET + operation,
                                                  "Content-Type": "application/x-amz-json-1.1"}, KEY_A)
-    lines = [f"POST / HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {length}"]
+    lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {length}"]
     lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 

@@ -11,12 +11,11 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import (  # noqa: F401  (fixtures)
+from server_fixtures import (
     KEY_A,
     KEY_OTHER_REGISTRY,
     TARGET,
     digest_of,
-    ecr_server,
     push_layer,
     repo_name,
     sign_request,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from server_fixtures import KEY_A, digest_of, ecr_server, repo_name, unique_bytes  # noqa: F401
+from server_fixtures import KEY_A, digest_of, repo_name, unique_bytes
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import (  # noqa: F401  (fixtures)
+from server_fixtures import (
     KEY_A,
     REGISTRY_A,
     TARGET,
     digest_of,
-    ecr_server,
     push_layer,
     repo_name,
     sign_request,

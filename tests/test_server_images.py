@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import digest_of, ecr_server, push_layer, repo_name, unique_bytes  # noqa: F401
+from server_fixtures import digest_of, push_layer, repo_name, unique_bytes
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,10 +6,9 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import (  # noqa: F401  (fixtures)
+from server_fixtures import (
     KEY_A,
     digest_of,
-    ecr_server,
     push_layer,
     repo_name,
     start_server,

@@ -8,11 +8,10 @@ import threading
 import time
 
 import pytest
-from server_fixtures import (  # noqa: F401  (fixtures)
+from server_fixtures import (
     KEY_A,
     TARGET,
     digest_of,
-    ecr_server,
     push_layer,
     repo_name,
     sign_request,

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import digest_of, ecr_server, push_layer, repo_name, unique_bytes  # noqa: F401
+from server_fixtures import push_layer, repo_name, unique_bytes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,7 +62,7 @@ class Blobs:
 
     def descriptors(self, layer_type: str) -> list[dict]:
         return [{"mediaType": layer_type, "size": len(d), "digest": dg}
-                for d, dg in zip(self.layers, self.layer_digests)]
+                for d, dg in zip(self.layers, self.layer_digests, strict=True)]
 
     @property
     def layer_bytes(self) -> int:
@@ -95,7 +95,7 @@ def index_of(media_type: str, children: list[tuple[str, str]]) -> str:
         "schemaVersion": 2, "mediaType": media_type,
         "manifests": [{"mediaType": mt, "size": len(text.encode()), "digest": sha(text),
                        "platform": {"architecture": arch, "os": "linux"}}
-                      for (text, mt), arch in zip(children, ("amd64", "arm64", "s390x"))],
+                      for (text, mt), arch in zip(children, ("amd64", "arm64", "s390x"), strict=False)],
     }, indent=1)
 
 
@@ -201,7 +201,8 @@ def test_batch_delete_by_tag_and_by_digest(ecr, repo):
     # by tag, with another tag left: only the tag goes
     out = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "x"}])
     assert out["imageIds"] == [{"imageDigest": sha(two_tags), "imageTag": "x"}] and not out["failures"]
-    assert ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "y"}])["imageDetails"][0]["imageTags"] == ["y"]
+    details = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "y"}])["imageDetails"]
+    assert details[0]["imageTags"] == ["y"]
     # by its last tag: the image goes
     out = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "solo"}])
     assert out["imageIds"] == [{"imageDigest": sha(one_tag), "imageTag": "solo"}]

@@ -8,7 +8,7 @@ import json
 import threading
 
 import pytest
-from server_fixtures import KEY_B, ecr_server, push_layer, repo_name, unique_bytes  # noqa: F401
+from server_fixtures import KEY_B, push_layer, repo_name, unique_bytes
 
 pytestmark = pytest.mark.timeout(180)
 

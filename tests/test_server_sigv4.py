@@ -97,7 +97,8 @@ def test_a_security_token_sent_must_be_signed():
 
 
 def test_a_replayed_signature_with_the_target_swapped_is_refused_end_to_end():
-    signed = received(sign_request("POST", URL, BODY, {**BASE_HEADERS, "X-Amz-Target": TARGET + "BatchGetImage"}, KEY_A))
+    get_image = {**BASE_HEADERS, "X-Amz-Target": TARGET + "BatchGetImage"}
+    signed = received(sign_request("POST", URL, BODY, get_image, KEY_A))
     signed["x-amz-target"] = TARGET + "BatchDeleteImage"
     with pytest.raises(InvalidSignatureException):
         check(verifier(), signed)

@@ -18,13 +18,13 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import settings
+from .. import limits, settings
 from ..errors import EcrError, ServerException
-from .. import limits
 from ..store import Store
 
 __all__ = [
-    "DEFAULT_STORE", "DEFAULT_DEMO_STORE", "EXIT_CODES_EPILOG", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED",
+    "DEFAULT_STORE", "DEFAULT_DEMO_STORE", "EXIT_CODES_EPILOG", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
     "ENGINE_DEFAULTS", "SERVE_DEFAULTS", "CliError", "hinted", "add_global_options", "add_command", "resolve_globals",
     "open_store", "store_options", "parse_size", "positive_int", "non_negative_int", "port_number",
     "seconds_arg", "duration", "registry_id_arg", "human_bytes", "human_time", "plural", "print_json",
@@ -168,7 +168,8 @@ def open_store(args: argparse.Namespace, *, mode: str, **options: Any) -> Store:
                      **{**store_options(args), **options})
     except ServerException as e:
         if mode != "create" and "no store at" in e.message:
-            raise CliError(f"no store at {args.store}", hint=f"create one with: ecrstore init --store {args.store}") from e
+            raise CliError(f"no store at {args.store}",
+                           hint=f"create one with: ecrstore init --store {args.store}") from e
         raise
 
 

@@ -167,9 +167,11 @@ def add_commands(commands: Any) -> None:
     auth.add_argument("--no-auth", action="store_true",
                       help="accept requests with any or no signature (local experiments only)")
     p.add_argument("--part-size", type=parse_size, metavar="SIZE",
-                   help=f"part size InitiateLayerUpload suggests (default: {human_bytes(ENGINE_DEFAULTS['part_size'])})")
+                   help="part size InitiateLayerUpload suggests "
+                        f"(default: {human_bytes(ENGINE_DEFAULTS['part_size'])})")
     p.add_argument("--min-part-size", type=parse_size, metavar="SIZE",
-                   help=f"smallest part allowed except the last (default: {human_bytes(ENGINE_DEFAULTS['min_part_size'])})")
+                   help="smallest part allowed except the last "
+                        f"(default: {human_bytes(ENGINE_DEFAULTS['min_part_size'])})")
     p.add_argument("--max-part-size", type=parse_size, metavar="SIZE",
                    help=f"largest part allowed (default: {human_bytes(ENGINE_DEFAULTS['max_part_size'])})")
     p.add_argument("--upload-ttl", type=positive_int, metavar="SECONDS",

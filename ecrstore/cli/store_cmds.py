@@ -322,8 +322,8 @@ def add_commands(commands: Any) -> None:
     p = add_command(actions, "ls", cmd_layers_ls, json_output=True, help="list a repository's layers",
                     description=_LS_LAYERS_DESCRIPTION)
     p.add_argument("repo", metavar="REPO", help="repository name")
-    _push_options(add_command(commands, "push-layer", cmd_layers_push, help="upload a file as a layer "
-                                                                            "(same as: layers push)", description=_PUSH_DESCRIPTION))
+    _push_options(add_command(commands, "push-layer", cmd_layers_push,
+                              help="upload a file as a layer (same as: layers push)", description=_PUSH_DESCRIPTION))
     p = add_command(commands, "ls-layers", cmd_layers_ls, json_output=True,
                     help="list a repository's layers (same as: layers ls)", description=_LS_LAYERS_DESCRIPTION)
     p.add_argument("--repo", required=True, help="repository name")

@@ -68,7 +68,8 @@ class _Display:
         self._total_layers, self._total_bytes = ev.total_layers, ev.total_bytes
         self._started = time.monotonic()
         if ev.skipped_layers:
-            self._say(f"{plural(ev.skipped_layers, 'layer')} ({human_bytes(ev.skipped_bytes)}) already present: skipped")
+            skipped = f"{plural(ev.skipped_layers, 'layer')} ({human_bytes(ev.skipped_bytes)})"
+            self._say(f"{skipped} already present: skipped")
         if self._mode == "bar" and ev.total_layers:
             from tqdm import tqdm
 
@@ -159,7 +160,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print_json(report)
         return EXIT_OK
     print(f"exported {args.reference} ({report.image_digest}) to {report.destination} as {report.format}: "
-          f"{plural(report.blobs_written, 'blob')} written ({human_bytes(report.bytes_written)}), {report.seconds:.2f} s")
+          f"{plural(report.blobs_written, 'blob')} written ({human_bytes(report.bytes_written)}), "
+          f"{report.seconds:.2f} s")
     return EXIT_OK
 
 

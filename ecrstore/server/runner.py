@@ -207,8 +207,9 @@ def _handoff_server_class() -> type:
             await super().startup(sockets=[])
             if not self.started:
                 return
+            protocol_class: Any = self.config.http_protocol_class  # a class: uvicorn types it as a Protocol
             create_protocol = functools.partial(
-                self.config.http_protocol_class, config=self.config,
+                protocol_class, config=self.config,
                 server_state=self.server_state, app_state=self.lifespan.state,
             )
             self._channel.setblocking(False)
@@ -246,7 +247,7 @@ def _handoff_server_class() -> type:
     return HandoffServer
 
 
-def _log_handoff_failure(task: asyncio.Task) -> None:
+def _log_handoff_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("a connection could not be taken over: %s", task.exception())
 
@@ -294,7 +295,7 @@ class _Supervisor:
     """Keeps ``count`` worker processes alive, deals them the accepted connections in turn,
     and stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, count: int, args: tuple, listener: socket.socket) -> None:
+    def __init__(self, count: int, args: tuple[Any, ...], listener: socket.socket) -> None:
         self._count = count
         self._args = args
         self._listener = listener

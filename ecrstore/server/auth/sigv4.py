@@ -266,7 +266,8 @@ class SigV4Verifier:
                 )
         host = request_headers.get("host", "localhost")
         url = f"http://{host}{raw_path or '/'}" + (f"?{query}" if query else "")
-        request = AWSRequest(method=method, url=url, headers=request_headers)
+        # HTTPHeaders is the mapping botocore signs with (its stubs ask for a plain Mapping).
+        request = AWSRequest(method=method, url=url, headers=request_headers)  # type: ignore[arg-type]
         request.context["timestamp"] = pending.amz_date
         credential = pending.credential
         signer = _RequestSigner(

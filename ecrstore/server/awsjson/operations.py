@@ -74,8 +74,8 @@ class Integer(Shape):
         if isinstance(value, float):
             if not value.is_integer():
                 raise _expected(path, "an integer")
-            value = int(value)
-        return value
+            return int(value)
+        return int(value)
 
 
 class Boolean(Shape):
@@ -151,7 +151,7 @@ class Structure(Shape):
     members: Mapping[str, Member]
     into: Any = None
 
-    def decode(self, value: Any, path: str) -> dict[str, Any]:
+    def decode(self, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise _expected(path, "a structure")
         out: dict[str, Any] = {}
@@ -163,7 +163,8 @@ class Structure(Shape):
                 continue
             out[name] = member.shape.decode(v, f"{path}.{name}")
         if self.into is not None:
-            return self.into(**{_snake(k): v for k, v in out.items()})
+            built: Any = self.into(**{_snake(k): v for k, v in out.items()})
+            return built  # the engine's type, where the wire has an object
         return out
 
 
