@@ -13,7 +13,8 @@ import os
 import secrets
 from typing import Any
 
-__all__ = ["atomic_create", "copy_range", "fsync_dir", "pwrite_all", "pwrite_durable", "unlink_quiet"]
+__all__ = ["atomic_create", "copy_range", "file_identity", "fsync_dir", "pwrite_all", "pwrite_durable",
+           "unlink_quiet"]
 
 # Durable writes are issued in steps of this size, each one's write-back started at once, so the
 # device works while the next step is copied into the page cache and the closing fdatasync
@@ -43,6 +44,15 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None when it is gone: tells a file from its replacement."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def unlink_quiet(path: str | os.PathLike[str]) -> None:

@@ -72,7 +72,7 @@ class Images:
         if media_type is not None:
             v.string(media_type, "imageManifestMediaType", min_len=1, max_len=255)
         if image_tag is not None:
-            v.string(image_tag, "imageTag", min_len=1, max_len=300)
+            v.image_tag(image_tag)
         given = parse_digest(image_digest, "imageDigest") if image_digest is not None else None
         repo = self._repo(registry_id, repository_name)
         parsed = parse_manifest(image_manifest, media_type, max_layers=self._max_layers)
@@ -261,9 +261,10 @@ class Images:
                                     "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")
             dg = d.raw
         if ident.image_tag is not None:
-            if not 1 <= len(ident.image_tag) <= 300:
+            if not v.is_image_tag(ident.image_tag):
                 return ImageFailure(ident, "InvalidImageTag",
-                                    "Invalid request parameters: image tag must be 1 to 300 characters")
+                                    "Invalid request parameters: image tag must be 1 to 300 characters of "
+                                    f"'{v.IMAGE_TAG_PATTERN}'")
             tagged = t.get_tag(repo.id, ident.image_tag)
             if tagged is None:
                 return ImageFailure(ident, "ImageNotFound", "Requested image not found")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from . import validate as v
 from .errors import (
     InvalidParameterException,
+    LimitExceededException,
     RepositoryAlreadyExistsException,
     RepositoryNotEmptyException,
     invalid_parameter,
@@ -34,8 +35,9 @@ __all__ = ["Repositories"]
 
 
 class Repositories:
-    def __init__(self, index: Index, *, registry_id: str, region: str) -> None:
+    def __init__(self, index: Index, *, registry_id: str, region: str, max_per_registry: int) -> None:
         self._index = index
+        self._max = max_per_registry
         self.registry_id = registry_id
         self.region = region
 
@@ -57,6 +59,10 @@ class Repositories:
             if t.get_repo(registry, name) is not None:
                 raise RepositoryAlreadyExistsException(
                     f"The repository with name '{name}' already exists in the registry with id '{registry}'"
+                )
+            if t.count_repos(registry) >= self._max:
+                raise LimitExceededException(
+                    f"The registry with id '{registry}' holds its maximum of {self._max} repositories"
                 )
             rec = RepoRecord(
                 id=t.next_repo_id(), registry_id=registry, name=name, created_at=now,

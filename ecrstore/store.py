@@ -44,6 +44,8 @@ from .limits import (
     MAX_IMAGES_PER_REPOSITORY,
     MAX_LAYERS_PER_IMAGE,
     MAX_PART_BYTES,
+    MAX_REPOSITORIES_PER_REGISTRY,
+    MAX_UPLOADS_PER_REGISTRY,
     MIN_PART_BYTES,
 )
 from .maintenance import GcReport, Maintenance, PurgeReport, StoreStats, VerifyReport
@@ -89,6 +91,12 @@ class Store:
     ``part_size`` is what InitiateLayerUpload advises; parts other than the last must be at
     least ``min_part_size`` (checked at completion, as ECR does) and no part may exceed
     ``max_part_size``; uploads idle longer than ``upload_ttl`` seconds answer UploadNotFound.
+    Quotas (LimitExceededException past them): layers per image, images per repository,
+    repositories per registry, uploads in progress per registry.
+
+    Opening: ``create=False`` refuses a path with no store (ServerException "no store at");
+    ``read_only=True`` writes nothing at all, so a store on a read-only mount can be read,
+    listed and verified (every write call raises ServerException).
 
     Durability: with ``durable=True`` (the default) every call that returns has its effect on
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
@@ -109,6 +117,8 @@ class Store:
         region: str = DEFAULT_REGION,
         max_layers_per_image: int = MAX_LAYERS_PER_IMAGE,
         max_images_per_repository: int = MAX_IMAGES_PER_REPOSITORY,
+        max_repositories_per_registry: int = MAX_REPOSITORIES_PER_REGISTRY,
+        max_uploads_per_registry: int = MAX_UPLOADS_PER_REGISTRY,
         map_size: int = 1 << 30,
         create: bool = True,
         read_only: bool = False,
@@ -120,6 +130,9 @@ class Store:
             )
         if upload_ttl <= 0:
             raise InvalidParameterException("upload_ttl must be positive")
+        if min(max_layers_per_image, max_images_per_repository, max_repositories_per_registry,
+               max_uploads_per_registry) < 1:
+            raise InvalidParameterException("store quotas must be at least 1")
         self.part_size = part_size
         self.min_part_size = min_part_size
         self.max_part_size = max_part_size
@@ -130,23 +143,25 @@ class Store:
         self.path = os.fspath(path)
         layout = Layout(self.path)
         if not layout.exists() and (read_only or not create):
-            raise ServerException(f"there is no store at {self.path}")
+            raise ServerException(f"no store at {self.path}")
         if not read_only:
             try:
                 layout.create()
             except OSError as e:
                 raise ServerException(f"cannot create the store at {self.path}: {e}") from e
+        # The key is checked before the index opens: a refusal leaves nothing open behind it.
+        self._signer = UrlSigner(os.path.join(self.path, _KEY_FILE), create=not read_only)
         self._index = LmdbIndex(layout.index, durable=durable, read_only=read_only, map_size=map_size)
         self._pool_lock = threading.Lock()
         self._pool_obj: ThreadPoolExecutor | None = None
         self._pool_pid = -1
         self._blobs = LocalBlobStore(layout, durable=durable, background=lambda fn, *a: self._pool().submit(fn, *a))
-        self._uploads = Uploads(self._index, self._blobs, min_part_size=min_part_size,
-                                upload_ttl=upload_ttl, pool=self._pool)
+        self._uploads = Uploads(self._index, self._blobs, min_part_size=min_part_size, upload_ttl=upload_ttl,
+                                max_per_registry=max_uploads_per_registry, pool=self._pool)
         self._maint = Maintenance(self._index, self._blobs, self._uploads)
-        self._repos = Repositories(self._index, registry_id=self.registry_id, region=region)
+        self._repos = Repositories(self._index, registry_id=self.registry_id, region=region,
+                                   max_per_registry=max_repositories_per_registry)
         self._layers = Layers(self._index, self._blobs)
-        self._signer = UrlSigner(os.path.join(self.path, _KEY_FILE), create=not read_only)
         self._images = Images(
             self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,

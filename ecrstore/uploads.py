@@ -75,8 +75,9 @@ class Uploads:
     ``min_part_size`` is checked at completion, as ECR does."""
 
     def __init__(self, index: Index, blobs: BlobStore, *, min_part_size: int, upload_ttl: float,
-                 pool: Callable[[], ThreadPoolExecutor]) -> None:
+                 max_per_registry: int, pool: Callable[[], ThreadPoolExecutor]) -> None:
         self._index = index
+        self._max_open = max_per_registry
         self._blobs = blobs
         self._min_part = min_part_size
         self._ttl = upload_ttl
@@ -97,6 +98,11 @@ class Uploads:
         def commit(t: WriteTxn) -> None:
             if t.get_repo(repo.registry_id, repo.name) != repo:
                 raise repository_not_found(repo.registry_id, repo.name)
+            if t.count_uploads(repo.registry_id) >= self._max_open:
+                raise LimitExceededException(
+                    f"The registry with id '{repo.registry_id}' has its maximum of {self._max_open} uploads "
+                    "in progress; complete or abort some first"
+                )
             t.put_upload(uid.bytes, UploadRecord(repo.id, now, now))
 
         try:

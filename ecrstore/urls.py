@@ -66,6 +66,8 @@ class UrlSigner:
             given = query[_SIGNATURE]
         except (KeyError, ValueError):
             raise AccessDeniedException("The download URL is not signed") from None
+        if len(given) != 64 or not given.isascii() or not all(c in "0123456789abcdef" for c in given):
+            raise AccessDeniedException("The download URL signature does not match")
         signed_method = "GET" if method.upper() == "HEAD" else method
         if not hmac.compare_digest(given, self._mac(signed_method, path, expires)):
             raise AccessDeniedException("The download URL signature does not match")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import InvalidParameterException, InvalidTagParameterException, TooManyTagsException, invalid_parameter
-from .limits import MAX_REPOSITORY_TAGS, MAX_RESULTS
+from .limits import MAX_REPOSITORY_TAGS, MAX_RESULTS, MAX_TAG_CHARS
 from .models import EncryptionConfiguration, ExclusionFilter, ImageScanningConfiguration, Tag
 
 #: The service model's pattern for repositoryName, the one enforced.
@@ -34,6 +34,24 @@ def string(value: Any, member: str, *, min_len: int = 0, max_len: int | None = N
     if max_len is not None and len(value) > max_len:
         raise invalid_parameter(member, f"Member must have length less than or equal to {max_len}")
     return value
+
+
+#: What ECR accepts as an image tag (its own message quotes this pattern); ASCII only, so a
+#: tag's bytes are its characters and always fit the index's keys.
+IMAGE_TAG_PATTERN = "[a-zA-Z0-9-_.]+"
+_TAG_RE = re.compile(r"[a-zA-Z0-9_.-]{1,300}")
+
+
+def is_image_tag(value: object) -> bool:
+    return isinstance(value, str) and _TAG_RE.fullmatch(value) is not None
+
+
+def image_tag(value: Any, member: str = "imageTag") -> str:
+    """An image tag: 1..300 characters of ``[a-zA-Z0-9-_.]``."""
+    string(value, member, min_len=1, max_len=MAX_TAG_CHARS)
+    if not is_image_tag(value):
+        raise invalid_parameter(member, f"must satisfy regular expression '{IMAGE_TAG_PATTERN}'")
+    return str(value)
 
 
 def repository_name(value: Any, member: str = "repositoryName") -> str:

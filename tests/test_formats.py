@@ -113,7 +113,7 @@ def test_key_layouts(tmp_path):
         def keys(name):
             return sorted(bytes(k) for k, _ in txn.cursor(db=env.open_db(name.encode(), txn=txn)))
 
-        assert keys("meta") == [b"format", b"next_repo_id"]
+        assert keys("meta") == [b"format", b"next_repo_id", b"registry_counts"]
         assert keys("repos") == [b"000000000000/a/b"]
         assert keys("repo_ids") == [rid]
         assert keys("uploads") == [uid]
@@ -127,5 +127,5 @@ def test_key_layouts(tmp_path):
         assert keys("image_tags") == [rid + dm + b"v1"]
         assert keys("layer_refs") == sorted([rid + dl + dm, rid + dc + dm])
         assert keys("image_refs") == []
-        assert keys("counts") == [rid]
+        assert keys("counts") == sorted([rid, b"R000000000000", b"U000000000000"])
     env.close()

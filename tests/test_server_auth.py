@@ -166,10 +166,13 @@ def test_server_creates_credentials_and_explains_them(tmp_path):
         assert ecr.create_repository(repositoryName="made-with-generated-key")["repository"]["registryId"] == registry
     finally:
         server.stop()
-    # A restart keeps the same key.
+    # A restart keeps the same key, and names the file instead of printing the secret again.
     server = start_server(tmp_path, store=tmp_path / "store", store_options={"registry_id": "123456789012"})
     try:
         assert server.client((key_id, secret, registry)).describe_repositories()["repositories"]
+        restart_log = server.log()
+        assert secret not in restart_log
+        assert f"export AWS_ACCESS_KEY_ID={key_id}" in restart_log and str(path) in restart_log
     finally:
         server.stop()
 

@@ -289,3 +289,23 @@ def test_gc_unlinks_unreferenced_layers_and_deletes_blobs(store):
     assert store.stats().blobs == 0 and store.verify().ok
     # the same bytes can be uploaded again afterwards
     assert push(store, "app", b"uploaded but never referenced") == loose
+
+
+def test_download_url_signatures_of_any_shape_are_refused(store):
+    for bad in ("é" * 64, "\ud800" * 64, "z" * 64, "0" * 63, "0" * 65, ""):
+        with pytest.raises(errors.AccessDeniedException):
+            store.url_signer.verify("GET", "/layers/000000000000/app/sha256:" + "0" * 64,
+                                    {"X-Ecrstore-Expires": str(2**40), "X-Ecrstore-Signature": bad})
+
+
+@pytest.mark.parametrize("tag", ["💥" * 10, "é" * 290, "a b", "a/b", "x:y", "\x00", "a" * 301, ""])
+def test_tags_outside_ecrs_pattern_are_refused_and_change_nothing(store, tag):
+    text, _, _ = image(store)
+    with pytest.raises(errors.InvalidParameterException, match=r"imageTag|Member must have length"):
+        store.put_image("app", text, image_tag=tag)
+    assert store.describe_images("app").image_details == ()
+    if tag:
+        (failure,) = store.batch_get_image("app", [ImageIdentifier(image_tag=tag)]).failures
+        assert failure.failure_code == "InvalidImageTag"
+        (failure,) = store.batch_delete_image("app", [ImageIdentifier(image_tag=tag)]).failures
+        assert failure.failure_code == "InvalidImageTag"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from storeutil import open_store, push
 
-from ecrstore import EncryptionConfiguration, Tag, errors
+from ecrstore import EncryptionConfiguration, Store, Tag, errors
 
 
 @pytest.fixture
@@ -127,3 +127,38 @@ def test_delete_removes_links_and_uploads(store, tmp_path):
     assert list(store.list_layers("app")) == []
     assert store.stats().uploads_in_progress == 0
     assert not any((tmp_path / "store" / "uploads").iterdir())
+
+
+def test_per_registry_quotas(tmp_path):
+    with Store(tmp_path / "s", max_repositories_per_registry=3, max_uploads_per_registry=2) as s:
+        for n in ("a1", "a2", "a3"):
+            s.create_repository(n)
+        with pytest.raises(errors.LimitExceededException, match="maximum of 3 repositories"):
+            s.create_repository("a4")
+        s.create_repository("b1", registry_id="222222222222")  # another tenant is not affected
+        s.delete_repository("a3")
+        s.create_repository("a4")
+        first = s.initiate_layer_upload("a1").upload_id
+        s.initiate_layer_upload("a2")
+        with pytest.raises(errors.LimitExceededException, match="maximum of 2 uploads"):
+            s.initiate_layer_upload("a1")
+        s.initiate_layer_upload("b1", registry_id="222222222222")
+        s.abort_upload(first)
+        s.initiate_layer_upload("a1")
+        s.delete_repository("a2")  # its upload goes with it
+        s.initiate_layer_upload("a4")
+    # the counts survive reopening, and are rebuilt for a store that never kept them
+    with Store(tmp_path / "s", max_repositories_per_registry=3, max_uploads_per_registry=2) as s:
+        with pytest.raises(errors.LimitExceededException):
+            s.initiate_layer_upload("a1")
+        with s._index.read() as t:
+            assert (t.count_repos("000000000000"), t.count_uploads("000000000000")) == (2, 2)
+        def forget(t):
+            t._t.delete(b"registry_counts", db=t._db["meta"])
+            for k in (b"R000000000000", b"U000000000000", b"R222222222222", b"U222222222222"):
+                t._t.delete(k, db=t._db["counts"])
+        s._index.write(forget)
+    with Store(tmp_path / "s") as s:
+        with s._index.read() as t:
+            assert (t.count_repos("000000000000"), t.count_uploads("000000000000")) == (2, 2)
+            assert (t.count_repos("222222222222"), t.count_uploads("222222222222")) == (1, 1)

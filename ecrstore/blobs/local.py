@@ -37,6 +37,9 @@ from .base import StoredFile
 __all__ = ["LocalBlobStore", "LocalBlobReader", "LocalUploadData", "Layout"]
 
 FANOUT = 256
+#: Blob files: read-only from the moment they are named, readable by the owner and its group
+#: (a backup or a serving process in the store's group), never by other local users.
+BLOB_MODE = 0o440
 _HEX = frozenset("0123456789abcdef")
 _OPEN = os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -285,7 +288,7 @@ class LocalBlobStore:
         over any orphan of an earlier attempt), and make that name durable."""
         path = self.layout.upload(upload)
         tmp = self.layout.blob_temp(hexdigest)
-        os.chmod(path, 0o444, follow_symlinks=False)  # read-only from the moment it has its name
+        os.chmod(path, BLOB_MODE, follow_symlinks=False)  # read-only from the moment it has its name
         os.link(path, tmp, follow_symlinks=False)
         try:
             os.rename(tmp, self.layout.blob(hexdigest))

@@ -51,6 +51,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "upload_ttl": int(limits.DEFAULT_UPLOAD_TTL),
     "gc_grace": int(limits.DEFAULT_GC_GRACE),
     "purge_grace": int(limits.DEFAULT_PURGE_GRACE),
+    "max_repositories": limits.MAX_REPOSITORIES_PER_REGISTRY,
+    "max_uploads": limits.MAX_UPLOADS_PER_REGISTRY,
 }
 #: Where ``ecrstore serve`` listens unless told otherwise.
 SERVE_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 5000}
@@ -148,7 +150,8 @@ def resolve_globals(args: argparse.Namespace) -> None:
 def store_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for :class:`ecrstore.Store` from the options given (only those)."""
     options: dict[str, Any] = {}
-    for name in ("registry_id", "region", "part_size", "min_part_size", "max_part_size", "upload_ttl"):
+    for name in ("registry_id", "region", "part_size", "min_part_size", "max_part_size", "upload_ttl",
+                 "max_repositories_per_registry", "max_uploads_per_registry"):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value

@@ -176,6 +176,10 @@ def add_commands(commands: Any) -> None:
                    help=f"largest part allowed (default: {human_bytes(ENGINE_DEFAULTS['max_part_size'])})")
     p.add_argument("--upload-ttl", type=positive_int, metavar="SECONDS",
                    help=f"an upload expires this long after its last part (default: {ENGINE_DEFAULTS['upload_ttl']})")
+    p.add_argument("--max-repositories", type=positive_int, metavar="N", dest="max_repositories_per_registry",
+                   help=f"repositories per registry (default: {ENGINE_DEFAULTS['max_repositories']:,})")
+    p.add_argument("--max-uploads", type=positive_int, metavar="N", dest="max_uploads_per_registry",
+                   help=f"uploads in progress per registry (default: {ENGINE_DEFAULTS['max_uploads']:,})")
     p.add_argument("--no-durable", action="store_true",
                    help="skip fsync (faster; a crash may lose recent writes)")
     p.add_argument("--max-body-size", type=parse_size, metavar="SIZE",

@@ -57,6 +57,10 @@ class RepoReads(Protocol):
         """Repositories of a registry in name order, starting after ``after``."""
         ...
 
+    def count_repos(self, registry_id: str) -> int:
+        """Repositories of a registry (kept by every write: no scan)."""
+        ...
+
     def registry_links(self, registry_id: str, dgs: list[bytes]) -> set[bytes]:
         """Which of ``dgs`` some repository of ``registry_id`` links (tenancy: content another
         registry holds is never revealed)."""
@@ -81,6 +85,10 @@ class UploadReads(Protocol):
         ...
 
     def repo_upload_ids(self, repo_id: int) -> list[bytes]: ...
+
+    def count_uploads(self, registry_id: str) -> int:
+        """Uploads in progress in a registry's repositories (kept by every write: no scan)."""
+        ...
 
     def iter_uploads(self) -> Iterator[tuple[bytes, UploadRecord]]:
         """Every upload in progress, in id order."""

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from ..errors import ServerException
+from ..fsutil import file_identity
 from . import lmdb_codec as codec
 from .base import IndexCounts
 from .lmdb_codec import DB_NAMES, FORMAT_VERSION, repo_key
@@ -63,12 +64,19 @@ class LmdbTxn:
         return None if raw is None else codec.decode_repo(raw)
 
     def put_repo(self, rec: RepoRecord) -> None:
-        self._t.put(repo_key(rec.registry_id, rec.name), codec.encode_repo(rec), db=self._db["repos"])
+        key = repo_key(rec.registry_id, rec.name)
+        if self._t.get(key, db=self._db["repos"]) is None:
+            self._add_count(codec.registry_count_key("R", rec.registry_id), 1)
+        self._t.put(key, codec.encode_repo(rec), db=self._db["repos"])
         self._t.put(_RID.pack(rec.id), rec.registry_id.encode(), db=self._db["repo_ids"])
 
     def delete_repo(self, rec: RepoRecord) -> None:
-        self._t.delete(repo_key(rec.registry_id, rec.name), db=self._db["repos"])
+        if self._t.delete(repo_key(rec.registry_id, rec.name), db=self._db["repos"]):
+            self._add_count(codec.registry_count_key("R", rec.registry_id), -1)
         self._t.delete(_RID.pack(rec.id), db=self._db["repo_ids"])
+
+    def count_repos(self, registry_id: str) -> int:
+        return self._count(codec.registry_count_key("R", registry_id))
 
     def registry_links(self, registry_id: str, dgs: list[bytes]) -> set[bytes]:
         """Which of ``dgs`` some repository of ``registry_id`` links. Registries are tenants:
@@ -114,12 +122,26 @@ class LmdbTxn:
         self._t.put(_TIME.pack(rec.updated) + uid, _EMPTY, db=self._db["expiry"])
         if old is None:
             self._t.put(_RID.pack(rec.repo_id) + uid, _EMPTY, db=self._db["repo_uploads"])
+            self._count_upload(rec.repo_id, 1)
         self._t.put(uid, codec.encode_upload(rec), db=self._db["uploads"])
 
     def delete_upload(self, uid: bytes, rec: UploadRecord) -> None:
-        self._t.delete(uid, db=self._db["uploads"])
+        if self._t.delete(uid, db=self._db["uploads"]):
+            self._count_upload(rec.repo_id, -1)
         self._t.delete(_TIME.pack(rec.updated) + uid, db=self._db["expiry"])
         self._t.delete(_RID.pack(rec.repo_id) + uid, db=self._db["repo_uploads"])
+
+    def count_uploads(self, registry_id: str) -> int:
+        return self._count(codec.registry_count_key("U", registry_id))
+
+    def _count_upload(self, repo_id: int, delta: int) -> None:
+        registry = self._t.get(_RID.pack(repo_id), db=self._db["repo_ids"])
+        if registry is not None:
+            self._add_count(codec.registry_count_key("U", registry.decode()), delta)
+
+    def _count(self, key: bytes) -> int:
+        raw = self._t.get(key, db=self._db["counts"])
+        return 0 if raw is None else int(_RID.unpack(raw)[0])
 
     def uploads_idle_since(self, before: float, limit: int | None = None) -> list[tuple[bytes, UploadRecord]]:
         """Uploads whose last activity is earlier than ``before`` (an index range, no scan)."""
@@ -218,8 +240,7 @@ class LmdbTxn:
             self._add_count(rid, -1)
 
     def image_count(self, repo_id: int) -> int:
-        raw = self._t.get(_RID.pack(repo_id), db=self._db["counts"])
-        return 0 if raw is None else _RID.unpack(raw)[0]
+        return self._count(_RID.pack(repo_id))
 
     def _add_count(self, rid: bytes, delta: int) -> None:
         raw = self._t.get(rid, db=self._db["counts"])
@@ -285,6 +306,24 @@ class LmdbTxn:
             return int(self._t.stat(self._db[name])["entries"])
 
         return IndexCounts(repositories=n("repos"), links=n("links"), blobs=n("blobs"), uploads=n("uploads"))
+
+
+def _build_registry_counts(txn: lmdb.Transaction[bytes], dbs: dict[str, Any]) -> None:
+    """Per-registry counts of repositories and uploads, for a store made before they were
+    kept (or a new one): counted once from the records, then kept by every write."""
+    repos: dict[str, int] = {}
+    for key in txn.cursor(db=dbs["repos"]).iternext(keys=True, values=False):
+        name = bytes(key).split(b"/", 1)[0].decode()
+        repos[name] = repos.get(name, 0) + 1
+    uploads: dict[str, int] = {}
+    for _, raw in txn.cursor(db=dbs["uploads"]):
+        owner = txn.get(_RID.pack(codec.decode_upload(raw).repo_id), db=dbs["repo_ids"])
+        if owner is not None:
+            uploads[owner.decode()] = uploads.get(owner.decode(), 0) + 1
+    for kind, found in (("R", repos), ("U", uploads)):
+        for registry, n in found.items():
+            txn.put(codec.registry_count_key(kind, registry), _RID.pack(n), db=dbs["counts"])
+    txn.put(codec.REGISTRY_COUNTS_FLAG, b"1", db=dbs["meta"])
 
 
 def _has_prefix(cur: lmdb.Cursor[bytes], prefix: bytes) -> bool:
@@ -421,10 +460,25 @@ class LmdbIndex:
                     if fmt is None:
                         fmt = str(FORMAT_VERSION).encode()
                         txn.put(b"format", fmt, db=dbs["meta"])
+                    if txn.get(codec.REGISTRY_COUNTS_FLAG, db=dbs["meta"]) is None:
+                        _build_registry_counts(txn, dbs)
             if fmt is None or int(fmt) != FORMAT_VERSION:
                 raise ServerException(f"store format {fmt!r} is not supported (expected {FORMAT_VERSION})")
+            self._data_file = os.path.join(self._path, "data.mdb")
+            self._identity = file_identity(self._data_file)
             self._env, self._dbs, self._pid = env, dbs, os.getpid()
             return env
+
+    def _check_present(self) -> None:
+        """Refuse to commit into an index whose file was removed or replaced since it was
+        opened (the store deleted under a running server): such commits would be acknowledged
+        and then lost. One stat per write transaction."""
+        self._environment()
+        if file_identity(self._data_file) != self._identity:
+            raise ServerException(
+                f"the store's index {self._data_file} was removed or replaced while open: "
+                "nothing is written; restart on the store's current location"
+            )
 
     def _open_env(self, *, lock: bool) -> lmdb.Environment | None:
         try:
@@ -432,7 +486,7 @@ class LmdbIndex:
                 self._path, map_size=self._initial_map_size, max_dbs=len(DB_NAMES) + 4,
                 max_readers=self._max_readers, sync=self._durable, metasync=self._durable,
                 writemap=False, readahead=False, subdir=True, lock=lock, readonly=self.read_only,
-                create=not self.read_only,
+                create=not self.read_only, mode=0o600,  # every tenant's metadata: the owner's alone
             )
         except lmdb.Error as e:
             if lock and self.read_only and _is_read_only_fs(e):
@@ -470,6 +524,7 @@ class LmdbIndex:
         """
         if self.read_only:
             raise ServerException("the store is open read-only")
+        self._check_present()
         while True:
             with self._guard.shared():
                 env = self._environment()

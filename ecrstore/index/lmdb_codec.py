@@ -7,7 +7,8 @@ repository id, ``dg`` = 32-byte sha256, ``uid`` = 16-byte upload uuid):
 ============  ===============================  ==========================================
 database      key                              value
 ============  ===============================  ==========================================
-meta          b"format", b"next_repo_id"       ascii integers
+meta          b"format", b"next_repo_id",      ascii integers
+              b"registry_counts"               b"1" once the registry counts are kept
 repos         b"<registryId>/<name>"           JSON :class:`RepoRecord`
 uploads       uid                              :class:`UploadRecord` (struct + sha256 state)
 expiry        8-byte float time + uid          b"" (uploads by last activity, for purge)
@@ -21,6 +22,7 @@ image_tags    rid + dg + tag                   b"" (the tags of an image)
 image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
 layer_refs    rid + layer dg + image dg        media type the image references the blob with
 counts        rid                              images in the repository (8-byte count)
+counts        b"R"/b"U" + registryId           repositories / uploads of a registry (8-byte)
 repo_ids      rid                              the repository's registry id (ascii)
 ============  ===============================  ==========================================
 """
@@ -34,7 +36,8 @@ from ..errors import ServerException
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = [
-    "DB_NAMES", "FORMAT_VERSION", "RID", "TIME", "repo_key", "encode_repo", "decode_repo",
+    "DB_NAMES", "FORMAT_VERSION", "REGISTRY_COUNTS_FLAG", "RID", "TIME", "registry_count_key", "repo_key",
+    "encode_repo", "decode_repo",
     "encode_upload", "decode_upload", "encode_blob", "decode_blob", "encode_link", "decode_link",
     "link_size_and_type", "encode_image", "decode_image",
 ]
@@ -56,6 +59,15 @@ _IMAGE = struct.Struct(">B7xdQHH")  # version, pushed_at, size, len(media_type),
 def _version(found: int, what: str) -> None:
     if found != FORMAT_VERSION:
         raise ServerException(f"{what} record of an unknown format version")
+
+
+REGISTRY_COUNTS_FLAG = b"registry_counts"
+
+
+def registry_count_key(kind: str, registry_id: str) -> bytes:
+    """The ``counts`` key of a registry's count of repositories (``R``) or uploads (``U``);
+    13 bytes, so never a repository's 8-byte id."""
+    return kind.encode() + registry_id.encode()
 
 
 def repo_key(registry_id: str, name: str) -> bytes:
