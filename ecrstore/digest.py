@@ -11,15 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ._sha256 import Sha256
 from .errors import InvalidParameterException, invalid_parameter
 
-__all__ = ["Digest", "SHA256", "parse_digest", "sha256_digest", "DIGEST_PATTERN"]
+__all__ = ["Digest", "SHA256", "SHA256_RE", "content_digest", "parse_digest", "sha256_digest", "DIGEST_PATTERN"]
 
 SHA256 = "sha256"
 #: The service model's pattern for a layer digest request member.
 DIGEST_PATTERN = r"[a-zA-Z0-9_+.-]+:[a-fA-F0-9]+"
 _DIGEST_RE = re.compile(r"([a-zA-Z0-9_+.-]+):([a-fA-F0-9]+)")
 _SHA256_HEX_LEN = 64
+#: A well-formed ``sha256:<64 hex>`` digest (either case); group 1 is the hex.
+SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,16 @@ class Digest:
     @classmethod
     def from_raw(cls, raw: bytes, algorithm: str = SHA256) -> Digest:
         return cls(algorithm, raw.hex())
+
+    @classmethod
+    def of(cls, hasher: Sha256) -> Digest:
+        """The digest a finished native hasher holds."""
+        return cls(SHA256, hasher.hexdigest())
+
+
+def content_digest(data: bytes | bytearray | memoryview) -> Digest:
+    """The sha256 digest of some bytes, with the native core (the GIL released on large data)."""
+    return Digest(SHA256, Sha256(data).hexdigest())
 
 
 def parse_digest(value: object, member: str = "layerDigest") -> Digest:

@@ -6,19 +6,17 @@ another registry holds is reported as missing, never as present elsewhere.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
 from . import validate as v
 from .blobs.base import BlobReader, BlobStore
-from .digest import Digest, parse_digest, try_parse_digest
+from .digest import SHA256_RE, Digest, parse_digest, try_parse_digest
 from .errors import LayersNotFoundException, repository_not_found
 from .index.base import Index
 from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
 
 __all__ = ["Layers"]
 
-_SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
 class Layers:
@@ -34,7 +32,7 @@ class Layers:
         # common well-formed sha256 form is recognised with one regex and no Digest objects.
         keys: list[bytes | None] = []
         for text in raw:
-            m = _SHA256_RE.fullmatch(text)
+            m = SHA256_RE.fullmatch(text)
             if m is not None:
                 keys.append(bytes.fromhex(m.group(1)))
             else:
@@ -54,9 +52,9 @@ class Layers:
                 failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
             elif key in links:
                 size, media_type = links[key]
-                layers.append(Layer("sha256:" + key.hex(), "AVAILABLE", size, media_type or None))
+                layers.append(Layer(str(Digest.from_raw(key)), "AVAILABLE", size, media_type or None))
             elif key in stored:
-                layers.append(Layer("sha256:" + key.hex(), "UNAVAILABLE"))
+                layers.append(Layer(str(Digest.from_raw(key)), "UNAVAILABLE"))
             else:
                 failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
         return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))

@@ -6,11 +6,10 @@ received, and its digest is the sha256 of those bytes (UTF-8), never of a re-ser
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
-from .digest import Digest, parse_digest
+from .digest import Digest, content_digest, parse_digest
 from .errors import InvalidParameterException
 
 __all__ = [
@@ -74,7 +73,7 @@ class ParsedManifest:
 
 
 def manifest_digest(text: str) -> Digest:
-    return Digest("sha256", hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return content_digest(text.encode("utf-8"))
 
 
 def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: int) -> ParsedManifest:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -80,7 +79,6 @@ __all__ = ["Store"]
 log = logging.getLogger("ecrstore")
 
 T = TypeVar("T")
-_SHA256_RE = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _KEY_FILE = "url-signing.key"
 
 

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._sha256 import Sha256
+from ..digest import SHA256, Digest
 from ..errors import ServerException
 from ..fsutil import copy_range, fsync_dir, pwrite_all, pwrite_durable, unlink_quiet
 from ..hashing import hash_file
@@ -302,9 +303,9 @@ class LocalBlobStore:
 
     def open(self, hexdigest: str, size: int) -> LocalBlobReader:
         try:
-            return LocalBlobReader(self.layout.blob(hexdigest), f"sha256:{hexdigest}", size)
+            return LocalBlobReader(self.layout.blob(hexdigest), str(Digest(SHA256, hexdigest)), size)
         except FileNotFoundError:
-            raise ServerException(f"the stored blob sha256:{hexdigest} is missing") from None
+            raise ServerException(f"the stored blob {Digest(SHA256, hexdigest)} is missing") from None
 
     def stat(self, hexdigest: str) -> int | None:
         try:

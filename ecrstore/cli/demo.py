@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._sha256 import Sha256, sha256_kernel
+from .._sha256 import sha256_kernel
+from ..digest import Digest, content_digest
 from ..errors import (
     ImageAlreadyExistsException,
     LayerAlreadyExistsException,
@@ -65,7 +66,7 @@ def _push_file(store: Store, repository: str, path: Path, digest: str, out: Any)
 
 
 def _push_bytes(store: Store, repository: str, data: bytes) -> str:
-    digest = "sha256:" + Sha256(data).hexdigest()
+    digest = str(content_digest(data))
     up = store.initiate_layer_upload(repository)
     store.upload_layer_part(repository, up.upload_id, 0, len(data) - 1, data)
     try:
@@ -101,7 +102,7 @@ def run(store: Store, file: str | os.PathLike[str] | None = None, out: Any = pri
         raise CliError(f"{layer}: an empty file cannot be a layer")
 
     t0 = time.perf_counter()
-    digest = "sha256:" + hash_file(layer).hexdigest()
+    digest = str(Digest.of(hash_file(layer)))
     out(f"layer       {layer} ({size:,} bytes) hashed through mmap at {_rate(size, time.perf_counter() - t0)}")
 
     config = json.dumps({"architecture": "amd64", "os": "linux",
@@ -126,7 +127,7 @@ def run(store: Store, file: str | os.PathLike[str] | None = None, out: Any = pri
         out(f"available   {info.layer_availability}, {info.layer_size:,} bytes, {info.media_type}")
     t0 = time.perf_counter()
     with store.open_layer("demo/mirror", digest) as reader:
-        ok = "sha256:" + reader.hash().hexdigest() == digest  # hashed in place (mmap) by the local backend
+        ok = str(Digest.of(reader.hash())) == digest  # hashed in place (mmap) by the local backend
     out(f"read back   {'verified' if ok else 'MISMATCH'} at {_rate(size, time.perf_counter() - t0)}")
     st = store.stats()
     out(f"store       {st.repositories} repositories, {st.layers} layer links, {st.blobs} blobs, "

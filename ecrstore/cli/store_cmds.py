@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .._sha256 import Sha256
+from ..digest import Digest
 from ..errors import (
     LayerAlreadyExistsException,
     RepositoryAlreadyExistsException,
@@ -195,7 +196,7 @@ def cmd_layers_push(args: argparse.Namespace) -> int:
                 store.upload_layer_part(args.repo, upload.upload_id, offset, offset + len(part) - 1, part)
                 offset += len(part)
                 bar.update(len(part))
-        digest = "sha256:" + sha.hexdigest()
+        digest = str(Digest.of(sha))
         try:
             digest = store.complete_layer_upload(args.repo, upload.upload_id, [digest]).layer_digest
         except LayerAlreadyExistsException:

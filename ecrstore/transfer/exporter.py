@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import re
@@ -41,8 +40,9 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..digest import content_digest
 from ..errors import ImageNotFoundException
-from ..manifest import parse_manifest
+from ..manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, parse_manifest
 from ..models import Image, ImageIdentifier
 from .errors import DestinationError, TransferUsageError
 from .formats import CONTAINERD_NAME, REF_NAME, blob_path
@@ -56,7 +56,6 @@ __all__ = ["ExportReport", "export_image", "parse_reference", "FORMATS"]
 
 FORMATS = ("oci", "oci-archive", "docker-archive")
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _IMAGE_CONFIGS = ("application/vnd.docker.container.image.v1+json", "application/vnd.oci.image.config.v1+json")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,299}")
 _BATCH = 100
@@ -209,8 +208,8 @@ def _parse(digest: str, text: str, media_type: str) -> _Manifest:
 
 
 _OCI_TYPES = {
-    "application/vnd.docker.distribution.manifest.v2+json": "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json": _OCI_INDEX,
+    DOCKER_MANIFEST: OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST: OCI_INDEX,
     "application/vnd.docker.container.image.v1+json": "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -249,7 +248,7 @@ def _as_oci(top: _Manifest, manifests: dict[str, _Manifest]) -> tuple[_Manifest,
             renamed[old.digest] = old
             continue
         text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-        digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = str(content_digest(text.encode("utf-8")))
         renamed[old.digest] = _parse(digest, text, doc["mediaType"])
     return renamed[top.digest], {m.digest: m for m in renamed.values()}
 
@@ -296,7 +295,7 @@ class _Writer:
         if not os.path.isfile(layout):
             _atomic_bytes(layout, _OCI_LAYOUT)
         index_path = os.path.join(dest, "index.json")
-        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": []}
+        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         if os.path.isfile(index_path):
             try:
                 with open(index_path, "rb") as f:
@@ -338,7 +337,7 @@ class _Writer:
                 annotations = {REF_NAME: tag}
                 if docker:
                     annotations = {CONTAINERD_NAME: f"{repo}:{tag}", REF_NAME: tag}
-            index = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": [_index_entry(top, annotations)]}
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [_index_entry(top, annotations)]}
             tar.add_bytes("index.json", json.dumps(index, separators=(",", ":")).encode())
             if docker_entries is not None:
                 tar.add_bytes("manifest.json", json.dumps(docker_entries, separators=(",", ":")).encode())

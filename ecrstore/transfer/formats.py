@@ -25,13 +25,13 @@ Nothing here writes to the store. Every manifest read is checked against its dig
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..digest import content_digest
 from ..errors import InvalidParameterException
 from ..manifest import DOCKER_MANIFEST, parse_manifest
 from .errors import SourceError, TransferUsageError
@@ -218,7 +218,7 @@ class _OciReader:
             self.incomplete.add(digest)
             return None
         raw = self.tree.read(name, _MAX_MANIFEST)
-        actual = "sha256:" + hashlib.sha256(raw).hexdigest()
+        actual = str(content_digest(raw))
         if actual != digest:
             raise SourceError(f"{name} in {self.tree.label} does not match its digest: it is {actual}")
         size = desc.get("size")
@@ -420,7 +420,7 @@ def _legacy_images(tree: Tree, entries: list[tuple[int, str, list[str], list[str
         prepared.append((config_name, config_raw, layers, tags))
     hashed = dict(zip(to_hash, hash_files(list(to_hash)), strict=True)) if to_hash else {}
     for config_name, config_raw, layers, tags in prepared:
-        config_digest = "sha256:" + hashlib.sha256(config_raw).hexdigest()
+        config_digest = str(content_digest(config_raw))
         plan.blobs.setdefault(config_digest, BlobSource(config_digest, len(config_raw), config_name, config_raw))
         descs = []
         for name, size, digest, media_type in layers:
@@ -428,7 +428,7 @@ def _legacy_images(tree: Tree, entries: list[tuple[int, str, list[str], list[str
             plan.blobs.setdefault(digest, BlobSource(digest, size, name))
             descs.append((media_type, size, digest))
         text = docker_schema2_manifest((DOCKER_CONFIG, len(config_raw), config_digest), descs)
-        digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        digest = str(content_digest(text.encode()))
         image = plan.images.get(digest)
         if image is None:
             image = plan.images[digest] = PlannedImage(

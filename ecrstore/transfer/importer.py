@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..digest import Digest
 from ..errors import ImageAlreadyExistsException, ImageTagAlreadyExistsException
 from ..hashing import hash_file
 from ..models import ImageIdentifier
@@ -150,7 +151,7 @@ def _hash_all(pool: cf.ThreadPoolExecutor, tree: Tree, names: Sequence[str]) -> 
     def one(name: str) -> str:
         with tree.open(name) as ext:
             try:
-                return "sha256:" + hash_file(ext.fd, ext.offset, ext.size).hexdigest()
+                return str(Digest.of(hash_file(ext.fd, ext.offset, ext.size)))
             except OSError as e:
                 raise SourceError(f"cannot read {ext.label}: {e.strerror or e}") from e
 
