@@ -158,7 +158,7 @@ def gc_bench(root: Path, n: int) -> dict[str, float]:
 
             store._index.write(fill)
         for j in range(1, n, 2):  # the garbage half gets real files
-            path = store._layout.blob(digests[j].hex())
+            path = store._blobs.layout.blob(digests[j].hex())
             with open(path, "wb") as f:
                 f.write(b"x")
         t0 = time.perf_counter()

@@ -225,6 +225,7 @@ def free_port() -> int:
 def start_server(store: Path, workers: int, durable: bool, part: int, log) -> tuple[subprocess.Popen, str]:
     creds = store.parent / "credentials"
     creds.write_text(f"{KEY_ID} {SECRET} {REGISTRY}\n")
+    creds.chmod(0o600)  # the server refuses a credentials file others may read
     port = free_port()
     argv = [sys.executable, "-m", "ecrstore.cli", "--log-level", "warning", "serve", "--store", str(store),
             "--port", str(port), "--workers", str(workers), "--credentials", str(creds),

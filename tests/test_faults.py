@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from server_fixtures import KEY_A, push_layer, start_server
+from storeutil import push
 
 from ecrstore import Store, errors
 
@@ -74,9 +75,7 @@ def test_a_read_only_store_can_be_read_listed_and_verified(tmp_path):
     with Store(src) as store:
         store.create_repository("app")
         data = b"layer on a read-only disk"
-        up = store.initiate_layer_upload("app").upload_id
-        store.upload_layer_part("app", up, 0, len(data) - 1, data)
-        store.complete_layer_upload("app", up, [digest(data)])
+        push(store, "app", data)
     ro = tmp_path / "ro"
     ro.mkdir()
     mount("--bind", str(src), str(ro))
@@ -185,10 +184,7 @@ def test_a_damaged_url_signing_key_is_refused(tmp_path):
 def test_store_files_are_private(tmp_path):
     with Store(tmp_path / "s") as store:
         store.create_repository("app")
-        data = b"private"
-        up = store.initiate_layer_upload("app").upload_id
-        store.upload_layer_part("app", up, 0, len(data) - 1, data)
-        store.complete_layer_upload("app", up, [digest(data)])
+        push(store, "app", b"private")
     root = tmp_path / "s"
     mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
     assert mode(root) == 0o700
