@@ -1,4 +1,6 @@
-"""SHA-256 of byte ranges of regular files, read through read-only ``mmap`` windows.
+"""SHA-256 of byte ranges of regular files, read through read-only ``mmap`` windows, and the
+sources a layer part can come from (:class:`PartSource`: a buffer, a file, a
+:class:`FileRange`), with the xxh3-128 that recognises a re-sent part.
 
 :func:`hash_file` maps the range a window (:data:`WINDOW_SIZE`) at a time and hands each
 window to :meth:`Sha256.update` as a memoryview: the bytes go from the page cache to the kernel
