@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from ._sha256 import Sha256
 from .errors import InvalidParameterException, invalid_parameter
 
-__all__ = ["Digest", "SHA256", "SHA256_RE", "content_digest", "parse_digest", "sha256_digest", "DIGEST_PATTERN"]
+__all__ = [
+    "Digest", "SHA256", "SHA256_RE", "content_digest", "sha256_text", "parse_digest", "sha256_digest", "DIGEST_PATTERN",
+]
 
 SHA256 = "sha256"
 #: The service model's pattern for a layer digest request member.
@@ -57,6 +59,11 @@ class Digest:
     def of(cls, hasher: Sha256) -> Digest:
         """The digest a finished native hasher holds."""
         return cls(SHA256, hasher.hexdigest())
+
+
+def sha256_text(raw: bytes) -> str:
+    """``sha256:<hex>`` of 32 raw digest bytes, without building a :class:`Digest` (hot paths)."""
+    return SHA256 + ":" + raw.hex()
 
 
 def content_digest(data: bytes | bytearray | memoryview) -> Digest:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 from . import validate as v
 from .blobs.base import BlobReader, BlobStore
-from .digest import SHA256_RE, Digest, parse_digest, try_parse_digest
+from .digest import SHA256_RE, Digest, parse_digest, sha256_text, try_parse_digest
 from .errors import LayersNotFoundException, repository_not_found
 from .index.base import Index
 from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
@@ -52,9 +52,9 @@ class Layers:
                 failures.append(LayerFailure(text, "InvalidLayerDigest", "Invalid layer digest"))
             elif key in links:
                 size, media_type = links[key]
-                layers.append(Layer(str(Digest.from_raw(key)), "AVAILABLE", size, media_type or None))
+                layers.append(Layer(sha256_text(key), "AVAILABLE", size, media_type or None))
             elif key in stored:
-                layers.append(Layer(str(Digest.from_raw(key)), "UNAVAILABLE"))
+                layers.append(Layer(sha256_text(key), "UNAVAILABLE"))
             else:
                 failures.append(LayerFailure(text, "MissingLayerDigest", "Could not find layer"))
         return BatchCheckLayerAvailabilityResult(tuple(layers), tuple(failures))

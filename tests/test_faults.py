@@ -194,7 +194,7 @@ def test_store_files_are_private(tmp_path):
     assert mode(blob) == 0o440
 
 
-def test_a_worker_that_cannot_open_the_store_stops_the_server(tmp_path):
+def test_a_store_that_cannot_be_opened_stops_serve_with_one_line(tmp_path):
     store = tmp_path / "s"
     Store(store).close()
     t0 = time.monotonic()

@@ -25,19 +25,25 @@ def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
-def read_status(sock: socket.socket, timeout: float) -> tuple[str, float]:
-    """The status line the server answers with ('' when it just closed), and how long it took."""
+def read_until(sock: socket.socket, timeout: float, done: bytes) -> bytes:
+    """What the server sends until ``done`` is in it, it closes, or ``timeout`` passes."""
     sock.settimeout(timeout)
-    t0 = time.monotonic()
     data = b""
     try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
+        while done not in data:
+            chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
     except (ConnectionResetError, TimeoutError):
         pass
+    return data
+
+
+def read_status(sock: socket.socket, timeout: float) -> tuple[str, float]:
+    """The status line the server answers with ('' when it just closed), and how long it took."""
+    t0 = time.monotonic()
+    data = read_until(sock, timeout, b"\r\n")
     return data.split(b"\r\n", 1)[0].decode(errors="replace"), time.monotonic() - t0
 
 
@@ -223,16 +229,7 @@ def test_buffered_bodies_are_bounded_per_worker(tmp_path):
             second.sendall(b"y" * 20_000_000)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        second.settimeout(15)
-        answer = b""
-        try:
-            while b"\r\n\r\n" not in answer or b"}" not in answer:
-                chunk = second.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
+        answer = read_until(second, 15, b"}")  # the JSON error body ends the answer
         first.close()
         second.close()
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
