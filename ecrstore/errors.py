@@ -51,6 +51,11 @@ _UPLOAD_FIELDS = {
     "upload_id": "uploadId",
 }
 
+def storage_failure(error: OSError) -> ServerException:
+    """The ServerException a failure of the storage medium (disk full, I/O error) becomes."""
+    return ServerException(f"storage failure: {error.strerror or error}")
+
+
 class ServerException(EcrError):
     """An internal failure; the call may be retried."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import validate as v
-from .digest import Digest, parse_digest, try_parse_digest
+from .digest import Digest, parse_digest, sha256_text, try_parse_digest
 from .errors import (
     ImageAlreadyExistsException,
     ImageDigestDoesNotMatchException,
@@ -31,7 +31,7 @@ from .errors import (
 from .index.base import Index, ReadTxn, WriteTxn
 from .index.records import ImageRecord, LinkRecord, RepoRecord
 from .limits import DEFAULT_PAGE, MAX_MANIFEST_CHARS, MAX_TAGS_PER_IMAGE
-from .manifest import Descriptor, ParsedManifest, parse_manifest
+from .manifest import Descriptor, ParsedManifest, manifest_annotations, parse_manifest
 from .models import (
     BatchDeleteImageResult,
     BatchGetImageResult,
@@ -45,6 +45,9 @@ from .models import (
     ListImagesFilter,
     ListImagesResult,
     PutImageResult,
+    Referrer,
+    StoredManifest,
+    TagPage,
 )
 from .tokens import decode_token, encode_token
 from .urls import UrlSigner
@@ -146,6 +149,8 @@ class Images:
 
     def _add_references(self, t: WriteTxn, repo_id: int, parsed: ParsedManifest) -> None:
         dg = parsed.digest.raw
+        if parsed.subject is not None:
+            t.add_referrer(repo_id, parsed.subject.digest.raw, dg)
         if parsed.is_index:
             for m in parsed.manifests:
                 t.add_image_ref(repo_id, m.digest.raw, dg)
@@ -165,6 +170,8 @@ class Images:
             t.delete_tag(repo_id, tag, dg)
         parsed = _reparse(rec)
         if parsed is not None:
+            if parsed.subject is not None:
+                t.delete_referrer(repo_id, parsed.subject.digest.raw, dg)
             if parsed.is_index:
                 for m in parsed.manifests:
                     t.delete_image_ref(repo_id, m.digest.raw, dg)
@@ -214,7 +221,87 @@ class Images:
         deleted, failures = self._index.write(commit)
         return BatchDeleteImageResult(tuple(deleted), tuple(failures))
 
+    def untag(self, registry_id: str | None, repository_name: str, tag: str) -> str:
+        """Remove one tag, leaving its image (untagged if it was its last tag); answer the
+        digest it pointed at. Errors: RepositoryNotFound, InvalidParameter, ImageNotFound."""
+        v.image_tag(tag)
+        repo = self._repo(registry_id, repository_name)
+
+        def commit(t: WriteTxn) -> bytes:
+            cur = t.get_repo(repo.registry_id, repo.name)
+            if cur is None or cur.id != repo.id:
+                raise repository_not_found(repo.registry_id, repo.name)
+            dg = t.get_tag(repo.id, tag)
+            if dg is None:
+                raise ImageNotFoundException(
+                    f"The image with imageId {{imageTag={tag}}} does not exist within the repository with name "
+                    f"'{repo.name}' in the registry with id '{repo.registry_id}'"
+                )
+            t.delete_tag(repo.id, tag, dg)
+            return dg
+
+        return sha256_text(self._index.write(commit))
+
     # --- reads ---------------------------------------------------------------------------
+
+    def get_manifest(self, registry_id: str | None, repository_name: str, reference: str) -> StoredManifest:
+        """The manifest a tag or a digest names. Errors: RepositoryNotFound, InvalidParameter
+        (a reference that is neither), ImageNotFound."""
+        repo = self._repo(registry_id, repository_name)
+        digest = try_parse_digest(reference) if ":" in reference else None
+        if digest is None and not v.is_image_tag(reference):
+            raise invalid_parameter("reference", "Member must be an image tag or a digest")
+        with self._index.read() as t:
+            dg = (digest.raw if digest.is_sha256 else None) if digest is not None else t.get_tag(repo.id, reference)
+            rec = t.get_image(repo.id, dg) if dg is not None else None
+        if rec is None or dg is None:
+            what = f"imageDigest={reference}" if digest is not None else f"imageTag={reference}"
+            raise ImageNotFoundException(
+                f"The image with imageId {{{what}}} does not exist within the repository with name "
+                f"'{repo.name}' in the registry with id '{repo.registry_id}'"
+            )
+        return StoredManifest(sha256_text(dg), rec.media_type, rec.manifest)
+
+    def list_tags(self, registry_id: str | None, repository_name: str, limit: int | None,
+                  after: str | None) -> TagPage:
+        """Tags in order (of their UTF-8 bytes, which is code point order) after ``after``, at
+        most ``limit`` (None: all). One snapshot. Errors: RepositoryNotFound, InvalidParameter."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise invalid_parameter("n", "Member must be a non-negative integer")
+        if after is not None and not isinstance(after, str):
+            raise invalid_parameter("last", "Member must be a string")
+        repo = self._repo(registry_id, repository_name)
+        tags: list[str] = []
+        more = False
+        with self._index.read() as t:
+            for tag, _ in t.iter_tags(repo.id, after):
+                if limit is not None and len(tags) == limit:
+                    more = True
+                    break
+                tags.append(tag)
+        return TagPage(tuple(tags), more)
+
+    def list_referrers(self, registry_id: str | None, repository_name: str, subject: str,
+                       artifact_type: str | None) -> tuple[Referrer, ...]:
+        """The manifests of the repository whose ``subject`` is ``subject`` (stored or not), in
+        digest order, those of ``artifact_type`` only when given. Errors: RepositoryNotFound,
+        InvalidParameter (a malformed digest)."""
+        d = parse_digest(subject, "subject")
+        repo = self._repo(registry_id, repository_name)
+        if not d.is_sha256:
+            return ()
+        found: list[Referrer] = []
+        with self._index.read() as t:
+            for dg in t.referrers(repo.id, d.raw):
+                rec = t.get_image(repo.id, dg)
+                parsed = _reparse(rec)
+                if rec is None or parsed is None:
+                    continue
+                if artifact_type is not None and parsed.artifact_type != artifact_type:
+                    continue
+                found.append(Referrer(sha256_text(dg), rec.media_type, len(rec.manifest), parsed.artifact_type,
+                                      manifest_annotations(rec.manifest)))
+        return tuple(found)
 
     def batch_get_image(self, registry_id: str | None, repository_name: str, image_ids: Sequence[Any],
                         accepted_media_types: Sequence[str] | None) -> BatchGetImageResult:

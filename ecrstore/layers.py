@@ -1,18 +1,22 @@
-"""Reading layers: BatchCheckLayerAvailability, opening a layer, listing a repository's layers.
+"""A repository's layers: BatchCheckLayerAvailability, opening a layer, listing a repository's
+layers, and OCI's cross-repository mount and blob deletion.
 
-Each call reads one index snapshot and changes nothing. Registries are tenants: a layer only
-another registry holds is reported as missing, never as present elsewhere.
+Each read uses one index snapshot and changes nothing; each write is one transaction.
+Registries are tenants: a layer only another registry holds is reported as missing, never as
+present elsewhere, and mounts never cross registries.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 from . import validate as v
 from .blobs.base import BlobReader, BlobStore
 from .digest import SHA256_RE, Digest, parse_digest, sha256_text, try_parse_digest
-from .errors import LayersNotFoundException, repository_not_found
-from .index.base import Index
+from .errors import LayerInaccessibleException, LayersNotFoundException, repository_not_found
+from .index.base import Index, WriteTxn
+from .index.records import LinkRecord
 from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
 
 __all__ = ["Layers"]
@@ -73,6 +77,60 @@ class Layers:
                 f"'{name}' in the registry with id '{registry}'"
             )
         return self._blobs.open(d.hex, link.size)
+
+    def mount(self, registry: str, repository_name: str, layer_digest: str, from_repository: str) -> int | None:
+        """Make a layer of ``from_repository`` (same registry) a layer of this repository too,
+        without any byte moving; answer its size, or None when ``from_repository`` does not
+        exist or does not hold the layer (the caller then uploads it). Already a layer here:
+        its size. Errors: RepositoryNotFound (this repository), InvalidParameter. One write
+        transaction, durable on return (durable mode)."""
+        d = parse_digest(layer_digest, "layerDigest")
+        name = v.repository_name(repository_name)
+        source = v.repository_name(from_repository)
+        if not d.is_sha256:
+            return None
+        now = time.time()
+
+        def commit(t: WriteTxn) -> int | None:
+            repo = t.get_repo(registry, name)
+            if repo is None:
+                raise repository_not_found(registry, name)
+            here = t.get_link(repo.id, d.raw)
+            if here is not None:
+                return here.size
+            src = t.get_repo(registry, source)
+            link = t.get_link(src.id, d.raw) if src is not None else None
+            if link is None or t.get_blob(d.raw) is None:
+                return None
+            t.put_link(repo.id, d.raw, LinkRecord(link.size, now, link.media_type))
+            return link.size
+
+        return self._index.write(commit)
+
+    def unlink(self, registry: str, repository_name: str, layer_digest: str) -> None:
+        """Remove a layer from this repository (its bytes are reclaimed by gc once no
+        repository holds them). Errors: RepositoryNotFound, LayersNotFound, and
+        LayerInaccessible while an image of the repository references it."""
+        d = parse_digest(layer_digest, "layerDigest")
+        name = v.repository_name(repository_name)
+
+        def commit(t: WriteTxn) -> None:
+            repo = t.get_repo(registry, name)
+            if repo is None:
+                raise repository_not_found(registry, name)
+            if not d.is_sha256 or t.get_link(repo.id, d.raw) is None:
+                raise LayersNotFoundException(
+                    f"The layer with digest {d} does not exist within the repository with name "
+                    f"'{name}' in the registry with id '{registry}'"
+                )
+            if t.layer_is_referenced(repo.id, d.raw):
+                raise LayerInaccessibleException(
+                    f"The layer with digest {d} is referenced by an image of the repository with name "
+                    f"'{name}' in the registry with id '{registry}'; delete the image first"
+                )
+            t.delete_link(repo.id, d.raw)
+
+        self._index.write(commit)
 
     def list(self, registry: str, repository_name: str) -> Iterator[tuple[str, int]]:
         name = v.repository_name(repository_name)

@@ -22,6 +22,7 @@ __all__ = [
     "SUPPORTED",
     "Descriptor",
     "ParsedManifest",
+    "manifest_annotations",
     "parse_manifest",
 ]
 
@@ -66,6 +67,12 @@ class ParsedManifest:
     manifests: tuple[Descriptor, ...]
     #: ECR's artifactMediaType: the config's media type.
     artifact_media_type: str | None
+    #: The manifest this one refers to (OCI 1.1 ``subject``): it is listed among that
+    #: manifest's referrers.
+    subject: Descriptor | None = None
+    #: OCI's artifactType: the manifest's ``artifactType``, else (image manifests) the
+    #: config's media type.
+    artifact_type: str | None = None
 
     @property
     def is_index(self) -> bool:
@@ -107,12 +114,16 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
     if doc.get("schemaVersion") != 2:
         raise InvalidParameterException(_manifest_constraint("schemaVersion must be 2"))
     digest = manifest_digest(text)
+    subject = _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise InvalidParameterException("Invalid manifest: 'artifactType' must be a string")
     if media_type in INDEXES:
         entries = doc.get("manifests")
         if not isinstance(entries, list):
             raise InvalidParameterException("A manifest list must have a 'manifests' array")
         manifests = tuple(_descriptor(e, "manifests") for e in entries)
-        return ParsedManifest(digest, media_type, None, (), manifests, None)
+        return ParsedManifest(digest, media_type, None, (), manifests, None, subject, artifact_type or None)
     config = _descriptor(doc.get("config"), "config")
     raw_layers = doc.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
@@ -122,7 +133,20 @@ def parse_manifest(text: str, declared_media_type: str | None, *, max_layers: in
     layers = tuple(
         d for d in (_descriptor(e, "layers") for e in raw_layers) if d.media_type not in _FOREIGN
     )
-    return ParsedManifest(digest, media_type, config, layers, (), config.media_type or None)
+    return ParsedManifest(digest, media_type, config, layers, (), config.media_type or None, subject,
+                          artifact_type or config.media_type or None)
+
+
+def manifest_annotations(manifest: bytes) -> dict[str, str] | None:
+    """The ``annotations`` of a stored manifest (what a referrers listing shows), or None."""
+    try:
+        doc = json.loads(manifest)
+    except (ValueError, RecursionError):
+        return None
+    found = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        return None
+    return found
 
 
 def _manifest_constraint(what: str) -> str:

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "Referrer",
+    "StoredManifest",
+    "TagPage",
     "EncryptionConfiguration",
     "ImageScanningConfiguration",
     "Tag",
@@ -226,3 +229,31 @@ class UploadInfo:
     parts: int
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """A manifest as stored (``Store.get_manifest``): its exact bytes, digest and media type."""
+
+    digest: str
+    media_type: str
+    manifest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A manifest whose ``subject`` is another (``Store.list_referrers``), as an OCI descriptor."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagPage:
+    """A page of a repository's tags in order (``Store.list_tags``); ``more`` when tags follow."""
+
+    tags: tuple[str, ...]
+    more: bool = False

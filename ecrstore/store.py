@@ -27,6 +27,7 @@ from .errors import (
     ServerException,
     UploadNotFoundException,
     invalid_parameter,
+    storage_failure,
 )
 from .hashing import PartSource
 from .images import Images
@@ -65,13 +66,16 @@ from .models import (
     ListImagesFilter,
     ListImagesResult,
     PutImageResult,
+    Referrer,
     Repository,
+    StoredManifest,
     Tag,
+    TagPage,
     UploadInfo,
     UploadLayerPartResult,
 )
 from .repositories import Repositories
-from .uploads import Uploads
+from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
 
 __all__ = ["Store"]
@@ -305,6 +309,7 @@ class Store:
         layer_digests: Sequence[str],
         *,
         registry_id: str | None = None,
+        part_minimum: bool = True,
     ) -> CompleteLayerUploadResult:
         """CompleteLayerUpload, in the service's check order: RepositoryNotFound,
         UploadNotFound, EmptyUpload, LayerPartTooSmall, InvalidLayer, LayerAlreadyExists.
@@ -314,17 +319,58 @@ class Store:
         many repositories hold it, and durable on return (durable mode). Success and
         LayerAlreadyExists consume the upload; the validation errors leave it as it was.
         Racing completions of one digest in one repository: one wins, the other gets
-        LayerAlreadyExists.
+        LayerAlreadyExists. ``part_minimum=False`` (OCI uploads, whose chunks may have any
+        size) skips LayerPartTooSmall.
         """
         self._writable()
         uid = v.upload_id(upload_id)
         raw = v.str_list(layer_digests, "layerDigests", max_items=100)
         digests = [parse_digest(d, "layerDigests") for d in raw]
         repo = self._repo(registry_id, repository_name)
-        done = self._os(self._uploads.complete, repo, upload_id, uid, digests)
+        done = self._os(self._uploads.complete, repo, upload_id, uid, digests, part_minimum=part_minimum)
         return CompleteLayerUploadResult(repo.registry_id, repo.name, upload_id, str(done.digest))
 
+    def open_upload_stream(self, repository_name: str, upload_id: str, *, first_byte: int | None = None,
+                           registry_id: str | None = None) -> UploadStream:
+        """Append one streamed body to an upload (OCI's PATCH and PUT bodies: chunks of any
+        size, a whole layer in one). ``first_byte`` is where the client says the body starts
+        (None: wherever the upload is). Holds the upload's writer lock until closed; see
+        :class:`~ecrstore.uploads.UploadStream` for what write, commit and close guarantee.
+        Errors: RepositoryNotFound, UploadNotFound, InvalidParameter, InvalidLayerPart (with
+        ``last_valid_byte_received``: ``first_byte`` is not the next byte, or another request
+        is writing the upload now)."""
+        self._writable()
+        uid = v.upload_id(upload_id)
+        first = v.non_negative(first_byte, "firstByte") if first_byte is not None else None
+        repo = self._repo(registry_id, repository_name)
+        return self._os(self._uploads.open_stream, repo, upload_id, uid, first)
+
+    def upload_status(self, repository_name: str, upload_id: str, *, registry_id: str | None = None) -> int:
+        """The bytes an upload of this repository has acknowledged so far. Errors:
+        RepositoryNotFound, UploadNotFound (unknown, expired or of another repository)."""
+        uid = v.upload_id(upload_id)
+        repo = self._repo(registry_id, repository_name)
+        return self._uploads.status(repo, upload_id, uid)
+
     # --- layers --------------------------------------------------------------------------
+
+    def mount_layer(self, repository_name: str, layer_digest: str, from_repository: str, *,
+                    registry_id: str | None = None) -> int | None:
+        """Make a layer of ``from_repository`` (same registry) available in this repository
+        without moving a byte (OCI's cross-repository mount); its size, or None when the source
+        does not hold it (the client then uploads it). Errors: RepositoryNotFound (this
+        repository), InvalidParameter. Durable on return (durable mode)."""
+        self._writable()
+        registry = v.registry_id(registry_id, self.registry_id)
+        return self._layers.mount(registry, repository_name, layer_digest, from_repository)
+
+    def delete_layer(self, repository_name: str, layer_digest: str, *, registry_id: str | None = None) -> None:
+        """Remove a layer from this repository (OCI's blob DELETE); gc reclaims its bytes once
+        no repository holds them. Errors: RepositoryNotFound, LayersNotFound,
+        LayerInaccessible (an image of the repository references it). Durable on return."""
+        self._writable()
+        registry = v.registry_id(registry_id, self.registry_id)
+        self._layers.unlink(registry, repository_name, layer_digest)
 
     def batch_check_layer_availability(
         self, repository_name: str, layer_digests: Sequence[str], *, registry_id: str | None = None
@@ -404,6 +450,27 @@ class Store:
         LayersNotFound, LayerInaccessible (no image references the layer), RepositoryNotFound."""
         return self._images.get_download_url_for_layer(registry_id, repository_name, layer_digest,
                                                        base_url, expires_in)
+
+    def get_manifest(self, repository_name: str, reference: str, *, registry_id: str | None = None) -> StoredManifest:
+        """The manifest a tag or digest names, byte for byte. Errors: RepositoryNotFound,
+        InvalidParameter, ImageNotFound. One snapshot."""
+        return self._images.get_manifest(registry_id, repository_name, reference)
+
+    def untag_image(self, repository_name: str, tag: str, *, registry_id: str | None = None) -> str:
+        """Remove one tag and keep its image (OCI's tag DELETE); the digest it named. Errors:
+        RepositoryNotFound, InvalidParameter, ImageNotFound. Durable on return."""
+        return self._images.untag(registry_id, repository_name, tag)
+
+    def list_tags(self, repository_name: str, *, limit: int | None = None, after: str | None = None,
+                  registry_id: str | None = None) -> TagPage:
+        """A repository's tags in order, after ``after``, at most ``limit``. One snapshot."""
+        return self._images.list_tags(registry_id, repository_name, limit, after)
+
+    def list_referrers(self, repository_name: str, subject: str, *, artifact_type: str | None = None,
+                       registry_id: str | None = None) -> tuple[Referrer, ...]:
+        """The repository's manifests whose ``subject`` is ``subject`` (OCI 1.1 referrers),
+        of ``artifact_type`` only when given. Errors: RepositoryNotFound, InvalidParameter."""
+        return self._images.list_referrers(registry_id, repository_name, subject, artifact_type)
 
     # --- maintenance ---------------------------------------------------------------------
 
@@ -497,7 +564,7 @@ class Store:
             raise
         except OSError as e:
             log.error("%s failed: %s", getattr(fn, "__name__", fn), e)
-            raise ServerException(f"storage failure: {e.strerror or e}") from e
+            raise storage_failure(e) from e
 
 
 def _upload_not_found(upload_id: str, registry: str) -> UploadNotFoundException:

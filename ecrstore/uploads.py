@@ -27,8 +27,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import xxhash
 
@@ -45,6 +46,7 @@ from .errors import (
     LimitExceededException,
     UploadNotFoundException,
     repository_not_found,
+    storage_failure,
 )
 from .hashing import PartSource, hash_file
 from .index.base import Index, WriteTxn
@@ -53,7 +55,7 @@ from .limits import MAX_LAYER_BYTES, MAX_PARTS
 
 log = logging.getLogger("ecrstore")
 
-__all__ = ["Uploads", "Completed"]
+__all__ = ["Uploads", "Completed", "UploadStream"]
 
 # A part at least this large, when it is the only one being ingested in this process, is written
 # by a pool thread while the caller hashes it: the copy into the page cache and the sha256 then
@@ -205,13 +207,64 @@ class Uploads:
             pending.result()
         return hasher, xxh
 
+    # --- streamed bodies (OCI chunks) ----------------------------------------------------
+
+    def open_stream(self, repo: RepoRecord, upload_id: str, uid: bytes, first: int | None) -> UploadStream:
+        """Take the upload's writer lock (without waiting) for one streamed append at ``first``
+        (None: wherever the upload is). Raises UploadNotFound, and InvalidLayerPart (with
+        ``last_valid_byte_received``) when ``first`` is not the next expected byte or another
+        request is writing the upload right now."""
+        rec = self._live(repo, upload_id, uid)
+        holder = self._blobs.open_upload(uid.hex(), received=rec.received, wait=False)
+        try:
+            data = holder.__enter__()
+        except BlockingIOError:
+            raise self._bad_part(repo, upload_id, rec, "The upload is being written by another request") from None
+        try:
+            rec = self._live(repo, upload_id, uid)  # fresh, under the upload's lock
+            if first is not None and first != rec.received:
+                raise self._bad_part(
+                    repo, upload_id, rec, f"The chunk starts at byte {first}; the next expected byte is {rec.received}"
+                )
+            hasher = self._resume(data, rec, upload_id)
+            if data.size() > rec.received:
+                data.truncate(rec.received)  # leftovers of an earlier failed attempt
+        except BaseException:
+            holder.__exit__(None, None, None)
+            raise
+        return UploadStream(self, holder, data, repo, upload_id, uid, rec, hasher)
+
+    def status(self, repo: RepoRecord, upload_id: str, uid: bytes) -> int:
+        """Bytes acknowledged so far (UploadNotFound: unknown, expired, another repository's)."""
+        return self._live(repo, upload_id, uid).received
+
+    def _commit_stream(self, stream: UploadStream) -> int:
+        rec, end = stream.record, stream.offset
+        prev_size = rec.last_last - rec.last_first + 1
+        new = dataclasses.replace(
+            rec, received=end, parts=rec.parts + 1, updated=time.time(),
+            small_part=rec.small_part or (rec.parts > 0 and prev_size < self._min_part),
+            last_first=rec.received, last_last=end - 1, last_xxh=bytes(16), state=stream.hasher.export_state(),
+        )
+
+        def commit(t: WriteTxn) -> None:
+            cur = t.get_upload(stream.uid)
+            if cur != rec:  # purged or its repository deleted meanwhile
+                raise _upload_not_found(stream.upload_id, stream.repo)
+            t.put_upload(stream.uid, new, old=cur)
+
+        self._index.write(commit)
+        return end
+
     # --- completion ----------------------------------------------------------------------
 
-    def complete(self, repo: RepoRecord, upload_id: str, uid: bytes, digests: list[Digest]) -> Completed:
+    def complete(self, repo: RepoRecord, upload_id: str, uid: bytes, digests: list[Digest], *,
+                 part_minimum: bool = True) -> Completed:
         """Finalise, verify, store and link the layer, in the service's check order.
 
         O(1) in the layer's size: the digest is finalised from the stored midstate; the data
         is published under its digest (or dropped when the blob is already stored).
+        ``part_minimum=False`` skips the JSON API's part-size rule (OCI chunks have none).
         """
         rec = self._live(repo, upload_id, uid)
         if rec.parts == 0:
@@ -221,7 +274,7 @@ class Uploads:
             rec = self._live(repo, upload_id, uid)
             if rec.parts == 0:
                 raise self._empty(repo, upload_id)
-            if rec.small_part:
+            if rec.small_part and part_minimum:
                 raise LayerPartTooSmallException(
                     f"All layer parts except the last part should be at least {_mb(self._min_part)}"
                 )
@@ -373,6 +426,77 @@ class Uploads:
         """Delete the data of uploads whose records are gone (repository deletion)."""
         for uid in uids:
             self._blobs.discard_upload(uid.hex())
+
+
+class UploadStream:
+    """One streamed append to an upload (an OCI PATCH or PUT body), holding its writer lock.
+
+    :meth:`write` takes chunks as they arrive: written back to back (durability deferred) and
+    hashed into the upload's sha256 as they go, never re-read. :meth:`commit` makes the bytes
+    durable, then acknowledges them in the index in one transaction (the midstate with them),
+    answering the upload's new length; a stream closed without committing gives back what it
+    wrote, so only acknowledged bytes stay. Calls come from one thread at a time (any thread:
+    the lock is held by the open file, not the thread); :meth:`close` is idempotent.
+    Errors: LimitExceeded past the layer size limit, UploadNotFound at commit when the upload
+    was purged or its repository deleted meanwhile, OSError from the medium.
+    """
+
+    def __init__(self, uploads: Uploads, holder: Any, data: UploadData, repo: RepoRecord, upload_id: str,
+                 uid: bytes, rec: UploadRecord, hasher: Sha256) -> None:
+        self._uploads = uploads
+        self._holder = holder
+        self._data = data
+        self.repo = repo
+        self.upload_id = upload_id
+        self.uid = uid
+        self.record = rec
+        self.hasher = hasher
+        #: Where the next chunk goes: the upload's length once everything written commits.
+        self.offset = rec.received
+        self._closed = False
+        self._committed = False
+
+    def write(self, chunks: Sequence[bytes]) -> None:
+        size = sum(len(c) for c in chunks)
+        if self.offset + size > MAX_LAYER_BYTES:
+            raise LimitExceededException(f"A layer may be at most {MAX_LAYER_BYTES} bytes")
+        try:
+            self._data.append(self.offset, chunks)
+        except OSError as e:
+            raise storage_failure(e) from e
+        for chunk in chunks:
+            self.hasher.update(chunk)
+        self.offset += size
+
+    def commit(self) -> int:
+        """Acknowledge what was written (nothing to do for an empty body); the upload's length."""
+        if self.offset > self.record.received:
+            try:
+                self._data.flush()
+            except OSError as e:
+                raise storage_failure(e) from e
+            self._uploads._commit_stream(self)
+        self._committed = True
+        return self.offset
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._committed and self.offset > self.record.received:
+                try:
+                    self._data.truncate(self.record.received)
+                except OSError:
+                    pass  # best effort: the next writer cuts leftovers anyway
+        finally:
+            self._holder.__exit__(None, None, None)
+
+    def __enter__(self) -> UploadStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _mb(n: int) -> str:

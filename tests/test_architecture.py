@@ -23,8 +23,8 @@ LAYERS: dict[str, int] = {
                      "ecrstore.tokens", "ecrstore._sha256"], VALUES),
     **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
-                     "ecrstore.index.lmdb_codec", "ecrstore.blobs", "ecrstore.blobs.base", "ecrstore.blobs.local",
-                     "ecrstore.urls"], BACKENDS),
+                     "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.blobs",
+                     "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
@@ -34,7 +34,8 @@ LAYERS: dict[str, int] = {
 FRONT_PACKAGES = ("ecrstore.server", "ecrstore.cli", "ecrstore.transfer")
 
 #: Backend internals: only the facade may build them; policy and front ends go through seams.
-BACKEND_INTERNALS = {"ecrstore.index.lmdb", "ecrstore.index.lmdb_codec", "ecrstore.blobs.local"}
+BACKEND_INTERNALS = {"ecrstore.index.lmdb", "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate",
+                     "ecrstore.blobs.local"}
 #: The only modules that make file-system calls on store files (front ends read their own
 #: inputs: import sources, credentials files).
 FILE_CALLERS = {"ecrstore.blobs.local", "ecrstore.hashing", "ecrstore.fsutil", "ecrstore.urls"}

@@ -104,16 +104,21 @@ def test_key_layouts(tmp_path):
                         "digest": "sha256:" + hashlib.sha256(layer).hexdigest()}],
         })
         store.put_image("a/b", manifest, image_tag="v1")
+        referrer = json.dumps({**json.loads(manifest), "subject": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": len(manifest),
+            "digest": "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()}})
+        store.put_image("a/b", referrer)
     rid = (1).to_bytes(8, "big")
     dl, dc = hashlib.sha256(layer).digest(), hashlib.sha256(config).digest()
     dm = hashlib.sha256(manifest.encode()).digest()
+    dr = hashlib.sha256(referrer.encode()).digest()
     uid = uuid.UUID(pending).bytes
     env = lmdb.open(str(tmp_path / "s" / "index"), max_dbs=32, readonly=True, lock=False)
     with env.begin() as txn:
         def keys(name):
             return sorted(bytes(k) for k, _ in txn.cursor(db=env.open_db(name.encode(), txn=txn)))
 
-        assert keys("meta") == [b"format", b"next_repo_id", b"registry_counts"]
+        assert keys("meta") == [b"format", b"next_repo_id", b"referrers", b"registry_counts"]
         assert keys("repos") == [b"000000000000/a/b"]
         assert keys("repo_ids") == [rid]
         assert keys("uploads") == [uid]
@@ -122,10 +127,11 @@ def test_key_layouts(tmp_path):
         assert keys("blobs") == sorted([dl, dc])
         assert keys("links") == sorted([rid + dl, rid + dc])
         assert keys("blob_links") == sorted([dl + rid, dc + rid])
-        assert keys("images") == [rid + dm]
+        assert keys("images") == sorted([rid + dm, rid + dr])
         assert keys("tags") == [rid + b"v1"]
         assert keys("image_tags") == [rid + dm + b"v1"]
-        assert keys("layer_refs") == sorted([rid + dl + dm, rid + dc + dm])
+        assert keys("layer_refs") == sorted([rid + dl + dm, rid + dc + dm, rid + dl + dr, rid + dc + dr])
         assert keys("image_refs") == []
+        assert keys("referrers") == [rid + dm + dr]
         assert keys("counts") == sorted([rid, b"R000000000000", b"U000000000000"])
     env.close()

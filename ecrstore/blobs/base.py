@@ -30,7 +30,7 @@ same whatever the backend. The contract, checked for every backend by ``tests/ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -100,6 +100,15 @@ class UploadData(Protocol):
         without passing them through Python where the backend can; durable on return."""
         ...
 
+    def append(self, offset: int, chunks: Sequence[bytes]) -> None:
+        """Write ``chunks`` back to back at ``offset`` without waiting for durability (a
+        streamed body: :meth:`flush` follows before anything acknowledges them)."""
+        ...
+
+    def flush(self) -> None:
+        """Make every :meth:`append` so far durable (in durable mode)."""
+        ...
+
     def hash_range(self, hasher: Sha256, start: int, end: int) -> Sha256:
         """Advance ``hasher`` (a copy) over bytes ``[start, end)`` of the data."""
         ...
@@ -123,9 +132,10 @@ class BlobStore(Protocol):
         records the upload, so a part can never recreate a consumed upload's data."""
         ...
 
-    def open_upload(self, upload: str, *, received: int) -> AbstractContextManager[UploadData]:
+    def open_upload(self, upload: str, *, received: int, wait: bool = True) -> AbstractContextManager[UploadData]:
         """The upload's data, locked for this writer until the context exits. Raises
-        ServerException when acknowledged bytes (``received`` > 0) are missing."""
+        ServerException when acknowledged bytes (``received`` > 0) are missing, and with
+        ``wait=False`` BlockingIOError at once while another writer holds it."""
         ...
 
     def try_open_upload(self, upload: str) -> AbstractContextManager[UploadData | None]:

@@ -24,14 +24,14 @@ import fcntl
 import mmap
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .._sha256 import Sha256
 from ..digest import SHA256, Digest
 from ..errors import ServerException
-from ..fsutil import copy_range, fsync_dir, pwrite_all, pwrite_durable, unlink_quiet
+from ..fsutil import copy_range, fsync_dir, pwrite_all, pwrite_durable, pwritev_all, start_writeback, unlink_quiet
 from ..hashing import hash_file
 from .base import StoredFile
 
@@ -177,11 +177,12 @@ class LocalBlobReader:
 class LocalUploadData:
     """An upload's data file, written in place at offsets."""
 
-    __slots__ = ("fd", "_store")
+    __slots__ = ("fd", "_store", "_entry_pending")
 
     def __init__(self, fd: int, store: LocalBlobStore) -> None:
         self.fd = fd
         self._store = store
+        self._entry_pending = False  # bytes appended at 0: the file's entry is made durable too
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -203,6 +204,19 @@ class LocalUploadData:
             os.fdatasync(self.fd)
             if offset == 0:
                 fsync_dir(self._store.layout.uploads)
+
+    def append(self, offset: int, chunks: Sequence[bytes]) -> None:
+        n = pwritev_all(self.fd, chunks, offset)
+        if self._store.durable:
+            start_writeback(self.fd, offset, n)  # the device works while the next chunks arrive
+            self._entry_pending = self._entry_pending or offset == 0
+
+    def flush(self) -> None:
+        if self._store.durable:
+            os.fdatasync(self.fd)
+            if self._entry_pending:
+                fsync_dir(self._store.layout.uploads)  # the file's entry, before bytes are acked
+                self._entry_pending = False
 
     def hash_range(self, hasher: Sha256, start: int, end: int) -> Sha256:
         return hash_file(self.fd, start, end - start, state=hasher)
@@ -253,10 +267,10 @@ class LocalBlobStore:
             return os.open(path, os.O_RDWR | os.O_CREAT | _OPEN, 0o600)
 
     @contextmanager
-    def open_upload(self, upload: str, *, received: int) -> Iterator[LocalUploadData]:
+    def open_upload(self, upload: str, *, received: int, wait: bool = True) -> Iterator[LocalUploadData]:
         fd = self._open_data(upload, received)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield LocalUploadData(fd, self)
         finally:
             os.close(fd)  # closing the last descriptor releases the flock

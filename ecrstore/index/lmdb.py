@@ -24,6 +24,7 @@ import lmdb
 from ..errors import ServerException
 from ..fsutil import file_identity
 from . import lmdb_codec as codec
+from . import lmdb_migrate
 from .base import IndexCounts
 from .lmdb_codec import DB_NAMES, FORMAT_VERSION, repo_key
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
@@ -282,6 +283,30 @@ class LmdbTxn:
         prefix = _RID.pack(repo_id) + dg
         return [k[40:].decode() for k in _prefix_keys(self._t.cursor(db=self._db["image_tags"]), prefix)]
 
+    def iter_tags(self, repo_id: int, after: str | None = None) -> Iterator[tuple[str, bytes]]:
+        rid = _RID.pack(repo_id)
+        cur = self._t.cursor(db=self._db["tags"])
+        if not cur.set_range(rid if after is None else rid + after.encode() + b"\x00"):
+            return
+        for k, v in cur:
+            if k[:8] != rid:
+                return
+            yield bytes(k[8:]).decode(), bytes(v)
+
+    # OCI referrers: manifests naming a subject
+    def referrers(self, repo_id: int, subject: bytes) -> list[bytes]:
+        db = self._db["referrers"]
+        if db is None:  # a read-only store written before referrers were indexed
+            return []
+        prefix = _RID.pack(repo_id) + subject
+        return [k[40:] for k in _prefix_keys(self._t.cursor(db=db), prefix)]
+
+    def add_referrer(self, repo_id: int, subject: bytes, referrer: bytes) -> None:
+        self._t.put(_RID.pack(repo_id) + subject + referrer, _EMPTY, db=self._db["referrers"])
+
+    def delete_referrer(self, repo_id: int, subject: bytes, referrer: bytes) -> None:
+        self._t.delete(_RID.pack(repo_id) + subject + referrer, db=self._db["referrers"])
+
     # references between images, and from images to layers
     def add_image_ref(self, repo_id: int, child: bytes, parent: bytes) -> None:
         self._t.put(_RID.pack(repo_id) + child + parent, _EMPTY, db=self._db["image_refs"])
@@ -308,24 +333,6 @@ class LmdbTxn:
         return IndexCounts(repositories=n("repos"), links=n("links"), blobs=n("blobs"), uploads=n("uploads"))
 
 
-def _build_registry_counts(txn: lmdb.Transaction[bytes], dbs: dict[str, Any]) -> None:
-    """Per-registry counts of repositories and uploads, for a store made before they were
-    kept (or a new one): counted once from the records, then kept by every write."""
-    repos: dict[str, int] = {}
-    for key in txn.cursor(db=dbs["repos"]).iternext(keys=True, values=False):
-        name = bytes(key).split(b"/", 1)[0].decode()
-        repos[name] = repos.get(name, 0) + 1
-    uploads: dict[str, int] = {}
-    for _, raw in txn.cursor(db=dbs["uploads"]):
-        owner = txn.get(_RID.pack(codec.decode_upload(raw).repo_id), db=dbs["repo_ids"])
-        if owner is not None:
-            uploads[owner.decode()] = uploads.get(owner.decode(), 0) + 1
-    for kind, found in (("R", repos), ("U", uploads)):
-        for registry, n in found.items():
-            txn.put(codec.registry_count_key(kind, registry), _RID.pack(n), db=dbs["counts"])
-    txn.put(codec.REGISTRY_COUNTS_FLAG, b"1", db=dbs["meta"])
-
-
 def _has_prefix(cur: lmdb.Cursor[bytes], prefix: bytes) -> bool:
     return cur.set_range(prefix) and cur.key()[: len(prefix)] == prefix
 
@@ -340,6 +347,17 @@ def _prefix_keys(cur: lmdb.Cursor[bytes], prefix: bytes) -> Iterator[bytes]:
 
 
 # --- the environment -------------------------------------------------------------------------
+
+
+def _open_existing(env: lmdb.Environment, name: str) -> Any:
+    """A database of a store opened read-only; None for one added after the store was written
+    (:data:`~.lmdb_codec.LATER_DBS`: read as empty)."""
+    try:
+        return env.open_db(name.encode(), create=False)
+    except lmdb.NotFoundError:
+        if name in codec.LATER_DBS:
+            return None
+        raise
 
 
 class _ResizeGuard:
@@ -450,7 +468,7 @@ class LmdbIndex:
             if self.read_only:
                 # Handles opened inside a read transaction die with it: let py-lmdb open each
                 # in a transaction of its own, which it commits.
-                dbs = {name: env.open_db(name.encode(), create=False) for name in DB_NAMES}
+                dbs = {name: _open_existing(env, name) for name in DB_NAMES}
                 with env.begin() as txn:
                     fmt = txn.get(b"format", db=dbs["meta"])
             else:
@@ -461,7 +479,9 @@ class LmdbIndex:
                         fmt = str(FORMAT_VERSION).encode()
                         txn.put(b"format", fmt, db=dbs["meta"])
                     if txn.get(codec.REGISTRY_COUNTS_FLAG, db=dbs["meta"]) is None:
-                        _build_registry_counts(txn, dbs)
+                        lmdb_migrate.build_registry_counts(txn, dbs)
+                    if txn.get(codec.REFERRERS_FLAG, db=dbs["meta"]) is None:
+                        lmdb_migrate.build_referrers(txn, dbs)
             if fmt is None or int(fmt) != FORMAT_VERSION:
                 raise ServerException(f"store format {fmt!r} is not supported (expected {FORMAT_VERSION})")
             self._data_file = os.path.join(self._path, "data.mdb")

@@ -8,7 +8,8 @@ repository id, ``dg`` = 32-byte sha256, ``uid`` = 16-byte upload uuid):
 database      key                              value
 ============  ===============================  ==========================================
 meta          b"format", b"next_repo_id",      ascii integers
-              b"registry_counts"               b"1" once the registry counts are kept
+              b"registry_counts",              b"1" once the registry counts are kept
+              b"referrers"                     b"1" once the referrers are indexed
 repos         b"<registryId>/<name>"           JSON :class:`RepoRecord`
 uploads       uid                              :class:`UploadRecord` (struct + sha256 state)
 expiry        8-byte float time + uid          b"" (uploads by last activity, for purge)
@@ -21,6 +22,7 @@ tags          rid + tag (UTF-8)                dg of the image the tag points at
 image_tags    rid + dg + tag                   b"" (the tags of an image)
 image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
 layer_refs    rid + layer dg + image dg        media type the image references the blob with
+referrers     rid + subject dg + referrer dg   b"" (OCI referrers: manifests naming a subject)
 counts        rid                              images in the repository (8-byte count)
 counts        b"R"/b"U" + registryId           repositories / uploads of a registry (8-byte)
 repo_ids      rid                              the repository's registry id (ascii)
@@ -36,7 +38,8 @@ from ..errors import ServerException
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = [
-    "DB_NAMES", "FORMAT_VERSION", "REGISTRY_COUNTS_FLAG", "RID", "TIME", "registry_count_key", "repo_key",
+    "DB_NAMES", "FORMAT_VERSION", "LATER_DBS", "REFERRERS_FLAG", "REGISTRY_COUNTS_FLAG", "RID", "TIME",
+    "registry_count_key", "repo_key",
     "encode_repo", "decode_repo",
     "encode_upload", "decode_upload", "encode_blob", "decode_blob", "encode_link", "decode_link",
     "link_size_and_type", "encode_image", "decode_image",
@@ -47,8 +50,10 @@ RID = struct.Struct(">Q")
 TIME = struct.Struct(">d")
 DB_NAMES = (
     "meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links",
-    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids",
+    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids", "referrers",
 )
+#: Databases a store written before they existed may lack (a read-only open sees them empty).
+LATER_DBS = ("referrers",)
 
 _UPLOAD = struct.Struct(">BBHIQddQQQ16s")  # version, flags, 0, parts, repo, created, updated,
 #                                             received, last_first, last_last, last_xxh
@@ -62,6 +67,7 @@ def _version(found: int, what: str) -> None:
 
 
 REGISTRY_COUNTS_FLAG = b"registry_counts"
+REFERRERS_FLAG = b"referrers"
 
 
 def registry_count_key(kind: str, registry_id: str) -> bytes:
