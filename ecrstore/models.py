@@ -10,9 +10,11 @@ shapes (``ecrstore.server.awsjson.codec``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
+    "AuthorizationData",
+    "GetAuthorizationTokenResult",
     "Referrer",
     "StoredManifest",
     "TagPage",
@@ -257,3 +259,18 @@ class TagPage:
 
     tags: tuple[str, ...]
     more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationData:
+    """One registry's docker login: base64 of ``AWS:<password>``, when it expires (epoch
+    seconds) and the registry's URL."""
+
+    authorization_token: str = field(repr=False)
+    expires_at: float
+    proxy_endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetAuthorizationTokenResult:
+    authorization_data: tuple[AuthorizationData, ...]

@@ -35,11 +35,29 @@ __all__ = ["Repositories"]
 
 
 class Repositories:
-    def __init__(self, index: Index, *, registry_id: str, region: str, max_per_registry: int) -> None:
+    def __init__(self, index: Index, *, registry_id: str, region: str, max_per_registry: int,
+                 registry_host: str | None = None) -> None:
         self._index = index
         self._max = max_per_registry
         self.registry_id = registry_id
         self.region = region
+        self.registry_host = registry_host
+
+    def names(self, registry_id: str | None, limit: int | None, after: str | None) -> tuple[tuple[str, ...], bool]:
+        """Repository names of a registry in order after ``after``, at most ``limit`` (None:
+        all), and whether more follow (OCI's catalog). One snapshot."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise invalid_parameter("n", "Member must be a non-negative integer")
+        if after is not None and not isinstance(after, str):
+            raise invalid_parameter("last", "Member must be a string")
+        registry = v.registry_id(registry_id, self.registry_id)
+        found: list[str] = []
+        with self._index.read() as t:
+            for rec in t.iter_repos(registry, after):
+                if limit is not None and len(found) == limit:
+                    return tuple(found), True
+                found.append(rec.name)
+        return tuple(found), False
 
     def create(self, registry_id: str | None, repository_name: str, image_tag_mutability: str,
                image_tag_mutability_exclusion_filters: Sequence[ExclusionFilter] | None,
@@ -163,7 +181,8 @@ class Repositories:
             repository_arn=f"arn:aws:ecr:{self.region}:{rec.registry_id}:repository/{rec.name}",
             registry_id=rec.registry_id,
             repository_name=rec.name,
-            repository_uri=f"{rec.registry_id}.dkr.ecr.{self.region}.amazonaws.com/{rec.name}",
+            repository_uri=(f"{self.registry_host}/{rec.name}" if self.registry_host
+                            else f"{rec.registry_id}.dkr.ecr.{self.region}.amazonaws.com/{rec.name}"),
             created_at=rec.created_at,
             image_tag_mutability=rec.image_tag_mutability,
             image_scanning_configuration=ImageScanningConfiguration(rec.scan_on_push),

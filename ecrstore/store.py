@@ -96,6 +96,10 @@ class Store:
     Quotas (LimitExceededException past them): layers per image, images per repository,
     repositories per registry, uploads in progress per registry.
 
+    ``registry_host`` (``host:port``) is where clients reach this store's registry (``ecrstore
+    serve --public-url``): repositoryUri is ``<registry_host>/<name>``; without it, ECR's
+    ``<registry>.dkr.ecr.<region>.amazonaws.com/<name>``.
+
     Opening: ``create=False`` refuses a path with no store (ServerException "no store at");
     ``read_only=True`` writes nothing at all, so a store on a read-only mount can be read,
     listed and verified (every write call raises ServerException).
@@ -124,6 +128,7 @@ class Store:
         map_size: int = 1 << 30,
         create: bool = True,
         read_only: bool = False,
+        registry_host: str | None = None,
     ) -> None:
         self.registry_id = v.registry_id(registry_id, DEFAULT_REGISTRY_ID)
         if not 1 <= min_part_size <= part_size <= max_part_size:
@@ -162,7 +167,7 @@ class Store:
                                 max_per_registry=max_uploads_per_registry, pool=self._pool)
         self._maint = Maintenance(self._index, self._blobs, self._uploads)
         self._repos = Repositories(self._index, registry_id=self.registry_id, region=region,
-                                   max_per_registry=max_repositories_per_registry)
+                                   max_per_registry=max_repositories_per_registry, registry_host=registry_host)
         self._layers = Layers(self._index, self._blobs)
         self._images = Images(
             self._index, self._signer,
@@ -237,6 +242,12 @@ class Store:
         """DescribeRepositories: the named repositories (each must exist:
         RepositoryNotFound), or a page of all of them in name order."""
         return self._repos.describe(registry_id, repository_names, max_results, next_token)
+
+    def repository_names(self, *, limit: int | None = None, after: str | None = None,
+                         registry_id: str | None = None) -> tuple[tuple[str, ...], bool]:
+        """A registry's repository names in order after ``after``, at most ``limit``, and
+        whether more follow (OCI's catalog). One snapshot."""
+        return self._repos.names(registry_id, limit, after)
 
     def delete_repository(self, repository_name: str, *, registry_id: str | None = None,
                           force: bool = False) -> Repository:

@@ -28,11 +28,13 @@ def test_every_engine_operation_is_in_the_table():
     }
 
 
-def test_every_operation_names_a_store_method():
+def test_every_operation_names_a_method_of_its_target():
     from ecrstore import Store
+    from ecrstore.server.awsjson.login import Logins
 
+    targets = {"store": Store, "server": Logins}
     for op in OPERATIONS.values():
-        assert callable(getattr(Store, op.method)), op.name
+        assert callable(getattr(targets[op.target], op.method)), op.name
 
 
 def test_lookup_needs_the_service_prefix():

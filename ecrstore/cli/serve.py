@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sys
+import urllib.parse
 from types import ModuleType
 from typing import Any
 
@@ -86,6 +87,15 @@ def _check_address(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {(e.strerror or str(e)).lower()}") from e
 
 
+def _public_url(text: str) -> str:
+    """``--public-url``: an http(s) URL of a host (and port), nothing after it."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise CliError(f"--public-url must be http(s)://host[:port], not {text!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM (exit 0 after a graceful stop). Creates the store if needed;
     without --credentials or --no-auth uses (and on first start creates and prints) the key
@@ -94,7 +104,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..server import prepare_credentials, prepare_store, usage_hint
 
     _check_address(args.host, args.port)
-    options = store_options(args)
+    public_url = _public_url(args.public_url) if args.public_url else server.endpoint_url(args.host, args.port)
+    options = {**store_options(args), "registry_host": urllib.parse.urlsplit(public_url).netloc}
     prepare_store(args.store, options)
     credentials_file = None
     if not args.no_auth:
@@ -104,8 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except server.CredentialsFileError as e:
             raise CliError(str(e)) from e
         if not args.credentials:
-            print(usage_hint(credentials_file, next(iter(creds.values())), args.host, args.port, created),
-                  file=sys.stderr, end="")
+            print(usage_hint(credentials_file, next(iter(creds.values())), args.host, args.port, created,
+                             public_url), file=sys.stderr, end="")
     else:
         log.warning("authentication is off (--no-auth): any client can use this server")
     if args.fail_next_upload_parts:
@@ -118,6 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         auth=not args.no_auth,
         credentials_file=os.path.abspath(credentials_file) if credentials_file else None,
         fail_upload_parts=args.fail_next_upload_parts,
+        public_url=public_url,
+        create_on_push=args.create_on_push,
         **given,
     )
     status = server.serve(config, host=args.host, port=args.port, workers=args.workers,
@@ -166,6 +179,12 @@ def add_commands(commands: Any) -> None:
                       help="credentials file: 'ACCESS_KEY_ID SECRET_ACCESS_KEY REGISTRY_ID' per line, # comments")
     auth.add_argument("--no-auth", action="store_true",
                       help="accept requests with any or no signature (local experiments only)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the registry's URL as clients reach it (http(s)://host[:port]): what repositoryUri and "
+                        "GetAuthorizationToken's proxyEndpoint report (default: the address listened on)")
+    p.add_argument("--create-on-push", action="store_true",
+                   help="let /v2/ pushes create missing repositories (ECR refuses them unless a repository "
+                        "creation template allows it)")
     p.add_argument("--part-size", type=parse_size, metavar="SIZE",
                    help="part size InitiateLayerUpload suggests "
                         f"(default: {human_bytes(ENGINE_DEFAULTS['part_size'])})")

@@ -33,6 +33,8 @@ class ServerConfig:
     #: Longest wait for the next chunk of a request body, and for the whole body (seconds).
     body_idle_timeout: float = 60.0
     body_total_timeout: float = 900.0
+    #: Longest time one ``/v2/`` blob body may take in all (a multi-GiB layer in one PUT).
+    blob_total_timeout: float = 6 * 3600.0
     #: Threads per worker running store calls (hashing and disk I/O release the GIL).
     threads: int = 16
     #: How long GetDownloadUrlForLayer's URLs stay valid (seconds).
@@ -48,6 +50,12 @@ class ServerConfig:
     max_buffered_bytes: int = 512 * MiB
     #: Seconds between purges of uploads idle past the store's TTL (0: never).
     purge_interval: float = 600.0
+    #: The registry's URL as clients reach it (``http://host:port``): GetAuthorizationToken's
+    #: proxyEndpoint and the host of every repositoryUri. None: the Host each request came to.
+    public_url: str | None = None
+    #: ``/v2/`` pushes to a repository that does not exist create it (ECR refuses them unless
+    #: a repository creation template says otherwise).
+    create_on_push: bool = False
     fail_upload_parts: int = 0
 
     def __post_init__(self) -> None:
@@ -55,7 +63,7 @@ class ServerConfig:
             raise ValueError("auth=True needs a credentials_file")
         if self.max_body_bytes <= 0 or self.threads <= 0:
             raise ValueError("max_body_bytes and threads must be positive")
-        if self.body_idle_timeout <= 0 or self.body_total_timeout <= 0:
+        if self.body_idle_timeout <= 0 or self.body_total_timeout <= 0 or self.blob_total_timeout <= 0:
             raise ValueError("body timeouts must be positive")
         if self.download_url_ttl <= 0:
             raise ValueError("download_url_ttl must be positive")

@@ -1,9 +1,9 @@
 """What one worker serves: the router over the store's endpoints, and the picklable factory
 that builds it inside each worker process.
 
-Today's endpoints: ECR's JSON 1.1 API (``POST /``, the default) and the signed layer downloads
-(``GET``/``HEAD /layers/...``). A further protocol is one more :class:`..asgi.Route` in
-:func:`compose`.
+The endpoints: ECR's JSON 1.1 API (``POST /``, the default), the OCI distribution API
+(``/v2/...``) and the signed layer downloads (``GET``/``HEAD /layers/...``). A further
+protocol is one more :class:`..asgi.Route` in :func:`compose`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from typing import Any
 from ..urls import LAYER_PATH_PREFIX
 from .asgi import Route, Router
 from .auth.credentials import CredentialsSource
+from .auth.registry_tokens import RegistryTokens
 from .auth.sigv4 import SigV4Verifier
 from .awsjson.app import EcrApp
 from .awsjson.downloads import LayerDownloads
 from .awsjson.operations import Operation
 from .config import ServerConfig
+from .oci.app import OciApp
 
 __all__ = ["AppFactory", "PeriodicPurge", "build_app", "compose"]
 
@@ -62,14 +64,17 @@ class PeriodicPurge:
 
 
 def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
-            operations: Mapping[str, Operation] | None = None) -> Router:
-    """The router over ``store``: the signed downloads on their prefix, the JSON API for every
-    other request. The sub-apps share one pool of ``config.threads`` threads for store calls.
+            operations: Mapping[str, Operation] | None = None, tokens: RegistryTokens | None = None) -> Router:
+    """The router over ``store``: the OCI distribution API under ``/v2``, the signed downloads
+    on their prefix, the JSON API for every other request. ``tokens`` checks ``/v2/`` logins
+    and issues them for GetAuthorizationToken (None: no authentication). The sub-apps share
+    one pool of ``config.threads`` threads for store calls and one request-body budget.
     The router owns the pool and the store: lifespan shutdown (or :meth:`Router.close`) waits
     for running calls, then closes the store (when it has ``close``)."""
     executor = ThreadPoolExecutor(config.threads, thread_name_prefix="ecrstore-call")
-    api = EcrApp(store, config, verifier, executor, operations)
+    api = EcrApp(store, config, verifier, executor, operations, tokens)
     downloads = LayerDownloads(store, executor)
+    registry = OciApp(store, config, tokens, executor, api.budget)
     startup: list[Any] = []
     shutdown: list[Any] = []
     if config.purge_interval > 0 and hasattr(store, "purge_uploads"):
@@ -80,7 +85,8 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
     close = getattr(store, "close", None)
     if close is not None:
         shutdown.append(close)
-    return Router([Route(LAYER_PATH_PREFIX, downloads, frozenset({"GET", "HEAD"}))], default=api,
+    return Router([Route("/v2", registry), Route(LAYER_PATH_PREFIX, downloads, frozenset({"GET", "HEAD"}))],
+                  default=api,
                   on_startup=startup, on_shutdown=shutdown)
 
 
@@ -89,14 +95,16 @@ def build_app(config: ServerConfig) -> Router:
     Raises what opening the store raises (EcrError) and CredentialsFileError."""
     from .. import Store  # imported here: tests compose apps over fake stores
 
-    verifier = None
+    verifier = tokens = None
     if config.auth:
         assert config.credentials_file is not None  # ServerConfig guarantees it with auth
-        verifier = SigV4Verifier(CredentialsSource(config.credentials_file), region=config.region)
+        credentials = CredentialsSource(config.credentials_file)
+        verifier = SigV4Verifier(credentials, region=config.region)
+        tokens = RegistryTokens(credentials)
     # Never create: only serve's preparation does. A store gone since then is refused, not
     # silently replaced by an empty one.
     store = Store(config.store_path, **{**config.store_options, "create": False})
-    return compose(store, config, verifier)
+    return compose(store, config, verifier, tokens=tokens)
 
 
 @dataclass(frozen=True)

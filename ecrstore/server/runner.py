@@ -106,7 +106,8 @@ def endpoint_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def usage_hint(path: str, credential: Credential, host: str, port: int, created: bool) -> str:
+def usage_hint(path: str, credential: Credential, host: str, port: int, created: bool,
+               public_url: str | None = None) -> str:
     """How to point the AWS CLI / boto3 at this server with ``credential`` (for stderr). The
     secret is shown only when the file was just created: later starts name the file instead,
     so a secret does not end up in every log that captures the server's output."""
@@ -120,6 +121,8 @@ def usage_hint(path: str, credential: Credential, host: str, port: int, created:
         f"  export AWS_ENDPOINT_URL_ECR={endpoint_url(host, port)}\n"
         f"  export AWS_DEFAULT_REGION=us-east-1\n"
         f"  aws ecr describe-repositories\n"
+        f"  aws ecr get-login-password | docker login --username AWS --password-stdin "
+        f"{(public_url or endpoint_url(host, port)).split('://', 1)[1]}\n"
     )
 
 

@@ -44,7 +44,9 @@ from ...errors import (
     ThrottlingException,
     UnknownOperationException,
 )
+from ...limits import DEFAULT_REGISTRY_ID
 from ..auth.credentials import Credential
+from ..auth.registry_tokens import RegistryTokens
 from ..auth.sigv4 import PendingAuth, SigV4Verifier
 from ..config import ServerConfig
 from ..http.body import (
@@ -60,10 +62,11 @@ from ..http.body import (
     content_length,
 )
 from ..http.hasher import BodyHasher
-from ..http.headers import header_list, raw_path
+from ..http.headers import header_list, raw_path, request_base_url
 from ..http.types import Receive, Scope, Send
 from .codec import dumps
 from .decode import decode_request
+from .login import Logins
 from .operations import MAX_LAYER_PART_BYTES, OPERATIONS, TARGET_PREFIX, Operation, lookup
 from .responses import error_response, internal_error, send_json
 
@@ -96,8 +99,10 @@ class EcrApp:
     """
 
     def __init__(self, store: Any, config: ServerConfig, verifier: SigV4Verifier | None, executor: Executor,
-                 operations: Mapping[str, Operation] | None = None) -> None:
+                 operations: Mapping[str, Operation] | None = None, tokens: RegistryTokens | None = None) -> None:
         self.store = store
+        #: What operations call: the store, and the front end's own operations.
+        self.targets = {"store": store, "server": Logins(tokens, getattr(store, "registry_id", DEFAULT_REGISTRY_ID))}
         self.config = config
         self.verifier = verifier
         self.operations = OPERATIONS if operations is None else operations
@@ -221,21 +226,20 @@ class EcrApp:
         del request  # the blob is now bytes in kwargs; drop the base64 text (or view) before the call
         self._resolve_registry(op, kwargs, caller)
         for name in op.request_kwargs:
-            kwargs[name] = self._request_value(name, scope, headers)
-        result = op.call(self.store, kwargs)
+            kwargs[name] = self._request_value(name, scope, headers, caller)
+        result = op.call(self.targets, kwargs)
         del kwargs
         if op.name == "UploadLayerPart" and self._fail_parts > 0 and self._take_injected_failure():
             raise ServerException("Injected failure after the part was stored (--fail-next-upload-parts).")
         return 200, dumps(op.encode(result))
 
-    def _request_value(self, name: str, scope: Scope, headers: dict[str, str]) -> Any:
+    def _request_value(self, name: str, scope: Scope, headers: dict[str, str], caller: _Caller) -> Any:
         if name == "base_url":  # where the client reached us: download URLs point back here
-            host = headers.get("host")
-            if not host:  # HTTP/1.0 without Host: the address the connection came in on
-                server = scope.get("server") or ("127.0.0.1", 80)
-                address = f"[{server[0]}]" if ":" in server[0] else server[0]
-                host = f"{address}:{server[1]}"
-            return f"{scope.get('scheme', 'http')}://{host}"
+            return request_base_url(scope, headers)
+        if name == "proxy_endpoint":  # the registry URL docker logs in to
+            return self.config.public_url or request_base_url(scope, headers)
+        if name == "credential":
+            return caller.credential
         if name == "expires_in":
             return self.config.download_url_ttl
         raise KeyError(f"no request value {name!r}")

@@ -27,8 +27,7 @@ from typing import Any
 
 from ...errors import EcrError, LayersNotFoundException, RepositoryNotFoundException
 from ..http.headers import header_map, query_map, raw_path
-from ..http.ranges import UNSATISFIABLE, ByteRange, plan_range
-from ..http.send import send_response, send_view
+from ..http.send import send_blob
 from ..http.types import Receive, Scope, Send
 from .codec import http_status
 from .responses import error_response, internal_error, send_json
@@ -83,42 +82,11 @@ class LayerDownloads:
         method = scope["method"]
         headers = header_map(scope)
         reader = await loop.run_in_executor(self._executor, self._open, method, raw_path(scope), query_map(scope))
-        started = False
         try:
-            size = reader.size
-            etag = f'"{reader.digest}"'
-            wanted = plan_range(headers.get("range"), headers.get("if-range"), etag, size)
-            common = [
-                (b"accept-ranges", b"bytes"),
-                (b"etag", etag.encode()),
-                (b"docker-content-digest", reader.digest.encode()),
-                (b"x-amzn-requestid", request_id.encode()),
-            ]
-            if wanted is UNSATISFIABLE:
-                body = b"Requested range not satisfiable"
-                started = True
-                await send_response(send, 416, [
-                    (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
-                    (b"content-range", f"bytes */{size}".encode()), *common,
-                ], b"" if method == "HEAD" else body)
-                return
-            span = wanted or ByteRange(0, size - 1)
-            response_headers = [(b"content-type", b"application/octet-stream"),
-                                (b"content-length", str(span.length if size else 0).encode()), *common]
-            if wanted is not None:
-                response_headers.append((b"content-range", span.content_range(size).encode()))
-            started = True
-            await send({"type": "http.response.start", "status": 206 if wanted is not None else 200,
-                        "headers": response_headers})
-            if method == "HEAD" or size == 0:
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await send_view(send, reader.view(), span)
+            await send_blob(send, method, headers, reader, [(b"x-amzn-requestid", request_id.encode())])
         except OSError:  # the client went away
             pass
         except Exception:
-            if not started:
-                raise
             # The status line is gone: returning with the body incomplete makes uvicorn close
             # the connection, which the client sees as a short read.
             log.exception("request %s: download failed after the response started", request_id)

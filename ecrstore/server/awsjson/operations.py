@@ -191,6 +191,9 @@ class Operation:
     #: lifetime); the front end supplies them.
     request_kwargs: tuple[str, ...] = ()
     _kwargs: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: What the method is called on: ``"store"`` (the engine), or ``"server"`` for the few
+    #: operations the front end answers itself (GetAuthorizationToken needs the credentials).
+    target: str = "store"
     #: The top-level Blob member, if any: its value may arrive as a Base64Span.
     blob_member: str | None = field(init=False, default=None, compare=False)
 
@@ -222,8 +225,9 @@ class Operation:
                 kwargs[kwarg] = decoded
         return kwargs
 
-    def call(self, store: Any, kwargs: Mapping[str, Any]) -> Any:
-        return getattr(store, self.method)(**kwargs)
+    def call(self, targets: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the method on ``targets[self.target]`` with ``kwargs``."""
+        return getattr(targets[self.target], self.method)(**kwargs)
 
     def encode(self, result: Any) -> dict[str, Any]:
         wire = to_wire(result)
@@ -301,6 +305,9 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }),
+    Operation("GetAuthorizationToken", "get_authorization_token", {
+        "registryIds": Member(ListOf(String())),
+    }, request_kwargs=("credential", "proxy_endpoint"), target="server"),
     Operation("DescribeImages", "describe_images", {
         "repositoryName": Member(String(), required=True),
         "imageIds": Member(ListOf(_IMAGE_ID)),

@@ -43,6 +43,9 @@ __all__ = [
     "read_body",
 ]
 
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
 @dataclass(frozen=True, slots=True)
 class BodyLimits:
     """Bounds on one request body: at most ``max_bytes`` bytes, at most ``idle_timeout``
@@ -191,7 +194,13 @@ class BodyStream:
             try:
                 if timeout <= 0:
                     raise asyncio.TimeoutError
-                message = await asyncio.wait_for(self._receive(), timeout)
+                if _timeout is not None:
+                    # A timer on this task, not a task per chunk as wait_for makes: per-chunk
+                    # cost matters when a multi-GiB blob arrives in 64 KiB messages.
+                    async with _timeout(timeout):
+                        message = await self._receive()
+                else:  # pragma: no cover - Python 3.10
+                    message = await asyncio.wait_for(self._receive(), timeout)
             except asyncio.TimeoutError:
                 raise BodyTimeout(self.received) from None
             if message["type"] == "http.disconnect":

@@ -15,12 +15,13 @@ resident memory stays flat whatever the size of the file.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from .ranges import ByteRange
+from .ranges import UNSATISFIABLE, ByteRange, plan_range
 from .types import Send
 
-__all__ = ["CHUNK_BYTES", "send_response", "send_view"]
+__all__ = ["CHUNK_BYTES", "send_blob", "send_response", "send_view"]
 
 #: Bytes per ``http.response.body`` message (a multiple of every page size).
 CHUNK_BYTES = 1 << 20
@@ -63,3 +64,44 @@ async def send_view(send: Send, view: memoryview, span: ByteRange, chunk_bytes: 
             pos = stop
     finally:
         view.release()
+
+
+async def send_blob(send: Send, method: str, headers: Mapping[str, str], reader: Any,
+                    extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Answer a GET or HEAD of a stored blob from ``reader`` (a :class:`ecrstore.blobs.base.
+    BlobReader`): ``Content-Length``, ``Accept-Ranges``, ``ETag`` (the digest, quoted: a strong
+    validator, since the bytes behind a digest never change), ``Docker-Content-Digest``, the
+    ``extra`` headers; ``Range``/``If-Range`` per :mod:`.ranges` (206 with ``Content-Range``,
+    416 with ``Content-Range: bytes */size``, else 200). HEAD sends the same status and
+    headers without the body. The body goes out of the reader's memory map in place
+    (:func:`send_view`). Raises what ``send`` raises; the caller closes the reader."""
+    size = reader.size
+    etag = f'"{reader.digest}"'
+    wanted = plan_range(headers.get("range"), headers.get("if-range"), etag, size)
+    common = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
+              (b"docker-content-digest", reader.digest.encode()), *extra]
+    if wanted is UNSATISFIABLE:
+        body = b"Requested range not satisfiable"
+        await send_response(send, 416, [
+            (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
+            (b"content-range", f"bytes */{size}".encode()), *common,
+        ], b"" if method == "HEAD" else body)
+        return
+    span = wanted or ByteRange(0, size - 1)
+    response_headers = [(b"content-type", b"application/octet-stream"),
+                        (b"content-length", str(span.length if size else 0).encode()), *common]
+    if wanted is not None:
+        response_headers.append((b"content-range", span.content_range(size).encode()))
+    await send({"type": "http.response.start", "status": 206 if wanted is not None else 200,
+                "headers": response_headers})
+    if method == "HEAD" or size == 0:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    view = reader.view()
+    if view is None:  # a backend that cannot map: its chunks, one buffer at a time
+        pos, end = span.first, span.last + 1
+        for chunk in reader.iter_chunks(CHUNK_BYTES, span.first, span.length):
+            pos += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": pos < end})
+        return
+    await send_view(send, view, span)

@@ -1,0 +1,1 @@
+"""The OCI distribution API front end (``/v2/``): routes, streamed blob bodies, OCI errors."""
