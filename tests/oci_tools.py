@@ -420,10 +420,11 @@ class DockerDaemon:
         root = short_tempdir("dockerd-")
         for sub in ("config", "home"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "daemon.json").write_text("{}")
         log_path = root / "dockerd.log"
-        argv = [binary, "--host", f"unix://{root / 'sock'}", "--data-root", str(root / "data"),
-                "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"), "--iptables=false",
-                "--ip6tables=false", "--bridge=none", "--storage-driver=vfs"]
+        argv = [binary, "--config-file", str(root / "daemon.json"), "--host", f"unix://{root / 'sock'}",
+                "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"),
+                "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs"]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=clean_environment(), start_new_session=True)
@@ -527,11 +528,13 @@ class ContainersEnv:
     """An isolated home for the containers/image tools (podman, buildah, skopeo).
 
     HOME and the XDG directories point into ``root``; REGISTRY_AUTH_FILE is an existing file
-    there; registries.conf names no search registries; podman and buildah store images under
-    ``root`` with the vfs driver. The blob-info cache, which remembers which repositories hold
-    a blob and so drives cross-repository mounts, is ``root/cache``: as root it is bind-mounted
-    over /var/lib/containers/cache in a private mount namespace for each command. Two commands
-    in one ContainersEnv share that cache, as one user's runs do.
+    there; registries.conf names no search registries, containers.conf is empty and
+    storage.conf names storage under ``root`` with the vfs driver (the machine's own files are
+    not read), which podman and buildah are also given as flags. The blob-info cache, which
+    remembers which repositories hold a blob and so drives cross-repository mounts, is
+    ``root/cache``: as root it is bind-mounted over /var/lib/containers/cache in a private
+    mount namespace for each command. Two commands in one ContainersEnv share that cache, as
+    one user's runs do.
     """
 
     root: Path
@@ -542,6 +545,9 @@ class ContainersEnv:
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "runtime").chmod(0o700)
         (root / "auth.json").write_text("{}")
+        (root / "containers.conf").write_text("")
+        (root / "storage.conf").write_text(
+            f'[storage]\ndriver = "vfs"\nrunroot = "{root / "runroot"}"\ngraphroot = "{root / "storage"}"\n')
         (root / "registries.conf").write_text("unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n")
         if os.geteuid() == 0:
             SYSTEM_BLOB_INFO_CACHE.mkdir(parents=True, exist_ok=True)
@@ -561,7 +567,9 @@ class ContainersEnv:
             HOME=str(self.root / "home"), XDG_CONFIG_HOME=str(self.root / "config"),
             XDG_DATA_HOME=str(self.root / "data"), XDG_CACHE_HOME=str(self.root / "cache-home"),
             XDG_RUNTIME_DIR=str(self.root / "runtime"), REGISTRY_AUTH_FILE=str(self.auth_file),
-            CONTAINERS_REGISTRIES_CONF=str(self.root / "registries.conf"), TMPDIR=str(self.root / "tmp"))
+            CONTAINERS_REGISTRIES_CONF=str(self.root / "registries.conf"),
+            CONTAINERS_CONF=str(self.root / "containers.conf"), CONTAINERS_STORAGE_CONF=str(self.root / "storage.conf"),
+            TMPDIR=str(self.root / "tmp"))
 
     def storage_flags(self) -> list[str]:
         return ["--root", str(self.root / "storage"), "--runroot", str(self.root / "runroot"),

@@ -42,6 +42,7 @@ from transfer_util import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    docker_save_current,
     docker_save_legacy,
     make_image,
     oci_layout,
@@ -150,30 +151,39 @@ def test_docker_login_takes_the_login_password_and_refuses_a_wrong_one(registry,
 # --- docker -----------------------------------------------------------------------------------
 
 
-def test_docker_push_pull_and_save_round_trip_the_layers(registry, docker, tmp_path):
-    img = make_image(1101, layers=3)
-    source = docker_save_legacy(tmp_path / "in.tar", [(img, ["src/docker:v1"])])
+@pytest.mark.parametrize("source_format", ["docker-save", "oci-save"])
+def test_docker_push_pull_and_save_round_trip_the_layers(registry, docker, tmp_path, source_format):
+    """docker pushes what it loaded as Docker schema 2 (an OCI image gets a new manifest
+    digest): the config and the uncompressed layers stay the same bytes."""
+    name = f"src/docker-{source_format}:v1"
+    if source_format == "docker-save":
+        img = make_image(1101, layers=3)
+        source = docker_save_legacy(tmp_path / "in.tar", [(img, [name])])
+    else:
+        img = make_image(1102, layers=2, gzip_layers=True)
+        source = tmp_path / "in.tar"
+        docker_save_current(source, [(img, [name])], work=tmp_path)
+    uncompressed = [gunzip(x) for x in img.layers]
     repo = registry.new_repository("docker/app")
     ref = f"{registry.host}/{repo}:v1"
     docker_login(docker, registry)
     docker("load", "-i", str(source))
-    docker("tag", "src/docker:v1", ref)
+    docker("tag", name, ref)
     digest = re.search(r"v1: digest: (sha256:[0-9a-f]{64})", docker("push", ref).stdout).group(1)
 
-    # docker pushes a Docker schema 2 manifest of the same config and gzipped layers
     doc = json.loads(registry.manifest(repo, "v1"))
     assert sha256(registry.manifest(repo, digest)) == digest
     assert doc["mediaType"] == DOCKER_MANIFEST
     assert registry.blob(repo, doc["config"]["digest"]) == img.config
-    assert [gunzip(registry.blob(repo, d["digest"])) for d in doc["layers"]] == img.layers
+    assert [gunzip(registry.blob(repo, d["digest"])) for d in doc["layers"]] == uncompressed
 
-    docker("rmi", ref, "src/docker:v1")
+    docker("rmi", ref, name)
     assert f"Digest: {digest}" in docker("pull", ref).stdout
     inspected = json.loads(docker("image", "inspect", ref).stdout)[0]
     assert inspected["Id"] == img.config_digest
     assert f"{registry.host}/{repo}@{digest}" in inspected["RepoDigests"]
     docker("save", "-o", str(tmp_path / "out.tar"), ref)
-    assert saved_layers(tmp_path / "out.tar") == img.layers
+    assert saved_layers(tmp_path / "out.tar") == uncompressed
     docker("rmi", ref)
 
 
