@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import dataclasses
 import gzip
 import hashlib
@@ -95,6 +96,19 @@ def run(argv: Sequence[str], *, env: dict[str, str] | None = None, input: bytes 
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return out
+
+
+def start_daemon(argv: Sequence[str], log_path: Path) -> subprocess.Popen:
+    """Start a daemon in a session of its own, its output to ``log_path``. It gets SIGTERM if
+    the test process dies without stopping it (PR_SET_PDEATHSIG), so no daemon outlives a
+    killed test run."""
+    def die_with_parent() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=clean_environment(), start_new_session=True,
+                                preexec_fn=die_with_parent)
 
 
 def stop_process(process: subprocess.Popen, *, grace: float = 20.0) -> None:
@@ -353,9 +367,7 @@ def start_distribution(workdir: Path) -> Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{port}\n")
         log_path = workdir / f"registry-{port}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=clean_environment())
+        process = start_daemon([binary, "serve", config], log_path)
         registry = Registry("distribution", port, workdir, process, log_path)
 
         try:
@@ -425,9 +437,7 @@ class DockerDaemon:
         argv = [binary, "--config-file", str(root / "daemon.json"), "--host", f"unix://{root / 'sock'}",
                 "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"),
                 "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs"]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=clean_environment(), start_new_session=True)
+        process = start_daemon(argv, log_path)
         daemon = cls(root, process, log_path)
         try:
             wait_for("dockerd", lambda: unix_http_ok(daemon.socket, "/_ping"), process=process, log=log_path)
@@ -443,16 +453,11 @@ class DockerDaemon:
 
     def stop(self, *, grace: float = 20.0) -> None:
         """Stop dockerd by PID (SIGTERM, then SIGKILL), kill the containerd it started if it was
-        left behind, and unmount what a killed dockerd leaves mounted below its directories."""
+        left behind, unmount what a killed dockerd leaves mounted (its data root) and delete
+        its directory."""
         stop_process(self.process, grace=grace)
         kill_orphan(self.root / "exec" / "containerd" / "containerd.pid", str(self.root))
         remove_tree(self.root)
-
-    def kill(self) -> None:
-        """SIGKILL dockerd (as a crash would), then clean up as :meth:`stop` does."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.stop()
 
 
 # --- containerd -------------------------------------------------------------------------------
@@ -487,9 +492,7 @@ class Containerd:
             f'[ttrpc]\n  address = "{root / "containerd.sock.ttrpc"}"\n'
             f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{root / "opt"}"\n')
         log_path = root / "containerd.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=clean_environment(), start_new_session=True)
+        process = start_daemon([binary, "--config", config], log_path)
         daemon = cls(root, process, log_path)
 
         def answers() -> bool:

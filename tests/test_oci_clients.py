@@ -272,11 +272,13 @@ def test_a_docker_mount_from_another_registrys_repository_falls_back_to_an_uploa
     docker("rmi", f"{registry.host}/{repo_a}:v1", f"{registry.host}/{repo_b}:v1", "src/docker-mount:v1")
 
 
-def test_a_killed_dockerd_leaves_nothing_mounted_running_or_on_disk():
+def test_a_killed_dockerd_is_cleaned_up_nothing_left_mounted_running_or_on_disk():
     daemon = DockerDaemon.start()
     containerd_pid = int((daemon.root / "exec" / "containerd" / "containerd.pid").read_text())
-    daemon.kill()
-    assert daemon.process.returncode == -9
+    daemon.process.kill()
+    daemon.process.wait(10)
+    assert mounts_under(daemon.root), "a killed dockerd leaves its data root mounted"
+    daemon.stop()
     assert not is_running(containerd_pid)
     assert mounts_under(daemon.root) == []
     assert not daemon.root.exists()
