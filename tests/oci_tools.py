@@ -7,10 +7,10 @@ environments podman, buildah and skopeo run in, a direct /v2/ reader for byte ch
 image sources the tests push (built by transfer_util).
 
 Every subprocess is bounded by a timeout. A missing tool fails the test with the Debian package
-that provides it. Nothing outside the temporary directories is read or written, with one
-exception: as root, containers/image keeps its blob-info cache in /var/lib/containers/cache
-whatever HOME says, so podman, buildah and skopeo run in a private mount namespace where a
-directory of the test session is bind-mounted there (the empty mount point is created once).
+that provides it. Nothing outside the temporary directories is written, with one exception: as
+root, containers/image keeps its blob-info cache in /var/lib/containers/cache whatever HOME
+says, so podman, buildah and skopeo run in a private mount namespace where a directory of the
+test session is bind-mounted there (the empty mount point is created once).
 """
 
 from __future__ import annotations
