@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["atomic_create", "copy_range", "file_identity", "fsync_dir", "pwrite_all", "pwrite_durable",
-           "pwritev_all", "drop_behind", "start_writeback", "unlink_quiet"]
+           "pwritev_all", "DirectAppender", "drop_behind", "start_writeback", "unlink_quiet"]
 
 # Durable writes are issued in steps of this size, each one's write-back started at once, so the
 # device works while the next step is copied into the page cache and the closing fdatasync
@@ -111,6 +112,104 @@ def drop_behind(fd: int, start: int, end: int) -> int:
     _start_writeback(fd, start, upto - start, _SYNC_FILE_RANGE_WAIT_ALL)
     os.posix_fadvise(fd, start, upto - start, os.POSIX_FADV_DONTNEED)
     return upto
+
+
+class DirectAppender:
+    """Sequential appends to the open file ``fd`` that bypass the page cache (``O_DIRECT``)
+    where the file system allows it, for streamed bodies that are hashed from memory and never
+    read back while they arrive.
+
+    Buffered writes cost a copy into the page cache, dirty-page write-back and, on a virtual
+    machine, fresh memory for every page; a direct write is a DMA from an aligned buffer
+    (measured here: 1 GiB with dd, 0.2–0.3 CPU-s direct vs 0.7–3.3 buffered). Chunks are
+    copied into an aligned staging buffer of ``stage`` bytes and written a whole buffer at a
+    time at block-aligned offsets; the bytes before the first block boundary and the tail after
+    the last are written buffered, so any offset and length work. :attr:`direct` is False when
+    the file system refuses ``O_DIRECT`` (tmpfs, some FUSE file systems): then every byte is
+    written buffered, with its pages written back and dropped behind (:func:`drop_behind`).
+
+    Nothing is durable until the caller's ``fdatasync`` after :meth:`finish`. One writer at a
+    time; :meth:`close` releases the second descriptor and the buffer.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, fd: int, *, stage: int = 2 << 20) -> None:
+        self._fd = fd
+        self._stage = stage - stage % self.BLOCK
+        self._direct_fd = -1
+        try:
+            self._direct_fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+        except (OSError, AttributeError):  # no O_DIRECT here, or not on this file system
+            pass
+        self._buf = mmap.mmap(-1, self._stage) if self._direct_fd >= 0 else None
+        self._view = memoryview(self._buf) if self._buf is not None else None
+        self._start = -1  # file offset of the staging buffer's first byte (-1: nothing staged)
+        self._staged = 0
+        self._dropped = -1
+
+    @property
+    def direct(self) -> bool:
+        return self._view is not None
+
+    def append(self, offset: int, chunks: Sequence[Any]) -> int:
+        """Write ``chunks`` back to back at ``offset``; answer the bytes taken. Appends must
+        follow each other (``offset`` = the previous end); anything else finishes first."""
+        total = sum(memoryview(c).nbytes for c in chunks)
+        if self._view is None:
+            pwritev_all(self._fd, chunks, offset)
+            start_writeback(self._fd, offset, total)
+            if self._dropped < 0:
+                self._dropped = offset
+            self._dropped = drop_behind(self._fd, self._dropped, offset + total)
+            return total
+        if self._start >= 0 and offset != self._start + self._staged:
+            self.finish()
+        for chunk in chunks:
+            data = memoryview(chunk).cast("B")
+            if self._start < 0 and data:
+                head = min(-offset % self.BLOCK, len(data))  # buffered up to a block boundary
+                if head:
+                    pwrite_all(self._fd, data[:head], offset)
+                    data, offset = data[head:], offset + head
+                if not data:
+                    continue
+                self._start, self._staged = offset, 0
+            while data:
+                n = min(len(data), self._stage - self._staged)
+                self._view[self._staged:self._staged + n] = data[:n]
+                self._staged += n
+                data = data[n:]
+                offset += n
+                if self._staged == self._stage:
+                    pwrite_all(self._direct_fd, self._view, self._start)
+                    self._start += self._stage
+                    self._staged = 0
+        return total
+
+    def finish(self) -> None:
+        """Write what is staged: its whole blocks directly, the tail buffered."""
+        if self._view is None or self._start < 0:
+            return
+        whole = self._staged - self._staged % self.BLOCK
+        if whole:
+            pwrite_all(self._direct_fd, self._view[:whole], self._start)
+        if self._staged > whole:
+            pwrite_all(self._fd, self._view[whole:self._staged], self._start + whole)
+        self._start, self._staged = -1, 0
+
+    def close(self) -> None:
+        """Release the direct descriptor and the buffer (what is staged and not finished is
+        dropped: it was never acknowledged). Idempotent."""
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None
+        if self._direct_fd >= 0:
+            os.close(self._direct_fd)
+            self._direct_fd = -1
 
 
 def start_writeback(fd: int, offset: int, count: int) -> None:

@@ -460,6 +460,7 @@ class UploadStream:
         self._closed = False
         # Held by each call: a close racing a write (a cancelled request) waits for it.
         self._lock = threading.Lock()
+        self._failed = False
 
     def write(self, chunks: Sequence[bytes]) -> None:
         with self._lock:
@@ -467,12 +468,20 @@ class UploadStream:
             size = sum(len(c) for c in chunks)
             if self.offset + size > MAX_LAYER_BYTES:
                 raise LimitExceededException(f"A layer may be at most {MAX_LAYER_BYTES} bytes")
+            # The write (a direct DMA that waits for the device) runs on an I/O thread while this
+            # one hashes: the disk and the sha256 work at once, as for large parts.
+            pending = self._uploads._pool().submit(self._data.append, self.offset, chunks)
             try:
-                self._data.append(self.offset, chunks)
-            except OSError as e:
-                raise storage_failure(e) from e
-            for chunk in chunks:
-                self.hasher.update(chunk)
+                for chunk in chunks:
+                    self.hasher.update(chunk)
+            finally:
+                error = pending.exception()  # waits: the write never outlives this call
+            if error is not None:
+                # The sha256 has advanced past what the file holds: this stream can only close.
+                self._failed = True
+                if isinstance(error, OSError):
+                    raise storage_failure(error) from error
+                raise error
             self.offset += size
 
     def commit(self) -> int:
@@ -492,6 +501,8 @@ class UploadStream:
     def _check_open(self) -> None:
         if self._closed:
             raise ServerException(f"the stream into upload {self.upload_id} is closed")
+        if self._failed:
+            raise ServerException(f"a write into upload {self.upload_id} failed: the stream can only be closed")
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ deletion; bounded by the layer size limit."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import subprocess
@@ -462,3 +463,34 @@ def test_streams_stop_at_the_layer_size_limit(store, monkeypatch):
     whole = data(4000) + b"a" * 500 + b"d" * 500
     assert store.complete_layer_upload("app", up, [digest_of(whole)], part_minimum=False).layer_digest == \
         digest_of(whole)
+
+
+def test_a_failed_write_leaves_the_stream_only_closable(tmp_path, monkeypatch):
+    """The sha256 runs while the bytes are written: after a write fails, nothing may commit
+    a midstate that covers bytes the file does not hold."""
+    from ecrstore.blobs.local import LocalUploadData
+    from ecrstore.errors import ServerException
+
+    store = Store(tmp_path / "s")
+    store.create_repository("ab")
+    upload = store.initiate_layer_upload("ab").upload_id
+    with store.open_upload_stream("ab", upload) as stream:
+        stream.write([b"kept"])
+        stream.commit()
+
+        def fail(self, offset, chunks):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(LocalUploadData, "append", fail)
+        with pytest.raises(ServerException, match="No space left"):
+            stream.write([b"lost"])
+        with pytest.raises(ServerException, match="can only be closed"):
+            stream.commit()
+    monkeypatch.undo()
+    assert store.upload_status("ab", upload) == 4
+    with store.open_upload_stream("ab", upload) as stream:
+        stream.write([b"more"])
+        stream.commit()
+    digest = "sha256:" + hashlib.sha256(b"keptmore").hexdigest()
+    assert store.complete_layer_upload("ab", upload, [digest], part_minimum=False).layer_digest == digest
+    store.close()

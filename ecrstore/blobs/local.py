@@ -31,16 +31,7 @@ from pathlib import Path
 from .._sha256 import Sha256
 from ..digest import SHA256, Digest
 from ..errors import ServerException
-from ..fsutil import (
-    copy_range,
-    drop_behind,
-    fsync_dir,
-    pwrite_all,
-    pwrite_durable,
-    pwritev_all,
-    start_writeback,
-    unlink_quiet,
-)
+from ..fsutil import DirectAppender, copy_range, fsync_dir, pwrite_all, pwrite_durable, pwritev_all, unlink_quiet
 from ..hashing import hash_file
 from .base import StoredFile
 
@@ -186,19 +177,28 @@ class LocalBlobReader:
 class LocalUploadData:
     """An upload's data file, written in place at offsets."""
 
-    __slots__ = ("fd", "_store", "_entry_pending", "_dropped")
+    __slots__ = ("fd", "_store", "_entry_pending", "_appender")
 
     def __init__(self, fd: int, store: LocalBlobStore) -> None:
         self.fd = fd
         self._store = store
         self._entry_pending = False  # bytes appended at 0: the file's entry is made durable too
-        self._dropped = -1  # where appended pages were written back and dropped up to (-1: none yet)
+        self._appender: DirectAppender | None = None  # made by the first append (durable mode)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
     def truncate(self, size: int) -> None:
+        if self._appender is not None:
+            self._appender.close()  # whatever it staged goes with the cut
+            self._appender = None
         os.ftruncate(self.fd, size)
+
+    def close(self) -> None:
+        """Release what appends hold (the file itself is the store's to close)."""
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
 
     def write(self, offset: int, data: memoryview) -> None:
         if self._store.durable:
@@ -216,16 +216,18 @@ class LocalUploadData:
                 fsync_dir(self._store.layout.uploads)
 
     def append(self, offset: int, chunks: Sequence[bytes]) -> None:
-        n = pwritev_all(self.fd, chunks, offset)
-        if self._store.durable:
-            start_writeback(self.fd, offset, n)  # the device works while the next chunks arrive
-            self._entry_pending = self._entry_pending or offset == 0
-            if self._dropped < 0:
-                self._dropped = offset
-            self._dropped = drop_behind(self.fd, self._dropped, offset + n)
+        if not self._store.durable:
+            pwritev_all(self.fd, chunks, offset)
+            return
+        if self._appender is None:
+            self._appender = DirectAppender(self.fd)
+        self._appender.append(offset, chunks)
+        self._entry_pending = self._entry_pending or offset == 0
 
     def flush(self) -> None:
         if self._store.durable:
+            if self._appender is not None:
+                self._appender.finish()
             os.fdatasync(self.fd)
             if self._entry_pending:
                 fsync_dir(self._store.layout.uploads)  # the file's entry, before bytes are acked
@@ -284,7 +286,11 @@ class LocalBlobStore:
         fd = self._open_data(upload, received)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            yield LocalUploadData(fd, self)
+            data = LocalUploadData(fd, self)
+            try:
+                yield data
+            finally:
+                data.close()
         finally:
             os.close(fd)  # closing the last descriptor releases the flock
 

@@ -6,9 +6,12 @@ flow-control mark) and collects them; once :data:`STEP_BYTES` are pending they g
 list, to a pool thread that writes them with one ``pwritev`` and hashes them (both release
 the GIL), while the loop goes on receiving the next step. If the thread falls behind, the
 loop stops receiving at :data:`WINDOW_BYTES` pending — so the socket's flow control slows the
-client — until that step is done. Memory per connection is therefore at most
-``2 × WINDOW_BYTES`` of body (the step being written and the one being collected), whatever
-the body's size: 8 MiB.
+client — until that step is done. Memory per connection is therefore bounded whatever the
+body's size: ``2 × WINDOW_BYTES`` of body here (the step being written and the one being
+collected: 8 MiB), the connection's own read buffer (2 MiB, :mod:`..http.guard`) and the
+upload's 2 MiB staging buffer for direct writes (:class:`ecrstore.fsutil.DirectAppender`).
+In durable mode the writes bypass the page cache, and the sha256 runs while each step's
+write waits for the device.
 
 Durability: nothing is acknowledged until :meth:`ecrstore.uploads.UploadStream.commit`, which
 makes the bytes durable and then records them (and the sha256 midstate) in the index.
