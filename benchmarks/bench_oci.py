@@ -22,6 +22,8 @@ docker-registry, ecrstore, ...), ``--runs`` runs each:
 - raw PUT: ``POST /v2/NAME/blobs/uploads/`` for a ``Location``, then ``curl -T FILE -X PUT
   'LOCATION?digest=sha256:…'``: a 1 GiB blob in one streamed request, timed, against
   ``hashlib.sha256`` over the same 1 GiB buffer in the same run;
+- as a reference in each round, ``skopeo copy oci: -> oci:`` of both images on the same disk:
+  what the client reaches with no server in the way;
 - after the runs, the server's memory while a 4 GiB blob streams in one such PUT: VmRSS summed
   over the server's process tree, sampled every 50 ms, the baseline before and the peak during.
 
@@ -88,6 +90,7 @@ TARGET_VS_REF = 3.0
 TARGET_PUT_VS_HASHLIB = 0.7
 TARGET_RSS_GROWTH = 50 * MiB
 RSS_INTERVAL = 0.05
+CLIENT_TIMEOUT = 1800  # seconds one skopeo or curl may take: a server that hangs fails the run
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -508,8 +511,13 @@ def login_token(server: Server) -> None:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> str:
-    """Run a client to completion; Failed (with its output) unless it exits 0."""
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    """Run a client to completion; Failed (with its output) unless it exits 0 within CLIENT_TIMEOUT."""
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL, timeout=CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        output = b"".join(x for x in (e.stdout, e.stderr) if isinstance(x, bytes)).decode(errors="replace")
+        raise Failed(f"{Path(argv[0]).name} did not finish within {CLIENT_TIMEOUT} s (killed)", argv, output) from e
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         raise Failed(f"{Path(argv[0]).name} exited with status {proc.returncode}", argv, output)
@@ -595,14 +603,18 @@ def redact(argv: list[str] | None, server: Server) -> str | None:
     return text.replace(server.password, "<password>") if server.password else text
 
 
-def failure(server: Server, e: BaseException) -> dict[str, Any]:
+def failure(server: Server | None, e: BaseException) -> dict[str, Any]:
+    """The record of a failed workload: what went wrong, the command, its output, the server's log."""
     if isinstance(e, Failed):
-        what, command, output = e.what, redact(e.command, server), e.output
+        what, command, output = e.what, e.command, e.output
     else:
         what, command, output = f"{type(e).__name__}: {e}", None, ""
+    if server is None:
+        return {"ok": False, "error": what, "command": shlex.join(command) if command else None,
+                "output": output[-4000:]}
     if server.password:
         output = output.replace(server.password, "<password>")
-    return {"ok": False, "error": what, "command": command, "output": output[-4000:],
+    return {"ok": False, "error": what, "command": redact(command, server), "output": output[-4000:],
             "server_log": server.log_tail()}
 
 
@@ -690,6 +702,26 @@ def run_side(server: Server, rnd: Round, work: Path, runs: int) -> dict[str, dic
     return out
 
 
+def client_alone(image: Image, work: Path, kind: str) -> dict[str, Any]:
+    """``skopeo copy oci: -> oci:`` on the same disk: what the client reaches with no server."""
+    home, dest = work / f"home-local-{kind}", work / f"local-{kind}"
+    argv = [shutil.which("skopeo") or "skopeo", "--insecure-policy", "copy", "--preserve-digests",
+            f"oci:{image.layout}:{TAG}", f"oci:{dest}:{TAG}"]
+    try:
+        warm_memory(image.nbytes + image.nbytes // 2)
+        os.sync()
+        t0 = time.perf_counter()
+        run(argv, skopeo_env(home))
+        seconds = time.perf_counter() - t0
+        verify_layout(dest, image)
+    except Exception as e:
+        return failure(None, e)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(dest, ignore_errors=True)
+    return {"ok": True, "seconds": seconds, "bytes": image.nbytes, "mb_per_s": image.nbytes / seconds / MB}
+
+
 def stream_rss(server: Server, blob: Blob, work: Path) -> dict[str, Any]:
     """One PUT of ``blob`` while the server tree's RSS is sampled; baseline before, peak during."""
     repo = "bench/stream"
@@ -735,7 +767,8 @@ def medians(records: list[dict[str, Any]]) -> dict[str, float] | None:
     ok = [r for r in records if r["ok"]]
     if not ok:
         return None
-    return {k: statistics.median(r[k] for r in ok) for k in ("mb_per_s", "cpu_seconds_per_gib", "seconds")}
+    return {k: statistics.median(r[k] for r in ok) for k in ("mb_per_s", "cpu_seconds_per_gib", "seconds")
+            if k in ok[0]}
 
 
 def verdict(value: float | None, target: float, complete: bool) -> str:
@@ -765,6 +798,7 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
     results: dict[str, dict[str, list[dict[str, Any]]]] = {name: {k: [] for k in WORKLOADS} for name in (REF, ECR)}
     hashlib_rates: list[float] = []
     stream: dict[str, dict[str, Any]] = {}
+    alone: dict[str, list[dict[str, Any]]] = {"big": [], "many": []}
     servers: dict[str, Server] = {}
     work = root / "work"
     try:
@@ -777,6 +811,12 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
             hashlib_rates.append(rnd.hashlib_mb_per_s)
             print(f"round {r + 1}: data generated in {time.perf_counter() - t0:.1f} s; hashlib sha256 over the "
                   f"{human(sizes.raw)} buffer: {rnd.hashlib_mb_per_s:,.0f} MB/s", flush=True)
+            for kind, image in (("big", rnd.big), ("many", rnd.many)):
+                record = client_alone(image, work, kind)
+                alone[kind].append({"run": r + 1, **record})
+                print(f"run {r + 1}/{runs}  {'skopeo alone':<15}  {kind:<9}  " + (
+                    f"{record['mb_per_s']:8,.0f} MB/s  {record['seconds']:7.2f} s" if record["ok"]
+                    else f"FAILED: {record['error']}"), flush=True)
             for name in (REF, ECR):
                 for key, record in run_side(servers[name], rnd, work, runs).items():
                     results[name][key].append({"run": r + 1, **record})
@@ -794,19 +834,16 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
     finally:
         for server in servers.values():
             server.stop()
-    return {"runs": results, "hashlib_mb_per_s": hashlib_rates, "stream": stream}
+    return {"runs": results, "hashlib_mb_per_s": hashlib_rates, "skopeo_oci_to_oci": alone, "stream": stream}
 
 
 def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
     """Print the tables; answer the medians, ratios and verdicts for the results file."""
     results, stream = data["runs"], data["stream"]
-    labels = {
-        "push_big": f"push, {human(sizes.big)} single-layer image",
-        "push_many": f"push, {sizes.layers} x {human(sizes.small)}-layer image",
-        "pull_big": f"pull, {human(sizes.big)} single-layer image",
-        "pull_many": f"pull, {sizes.layers} x {human(sizes.small)}-layer image",
-        "put_raw": f"raw PUT (curl -T), {human(sizes.raw)} blob",
-    }
+    images = {"big": f"{human(sizes.big)} single-layer image",
+              "many": f"{sizes.layers} x {human(sizes.small)}-layer image"}
+    labels = {**{f"{verb}_{kind}": f"{verb}, {text}" for verb in ("push", "pull") for kind, text in images.items()},
+              "put_raw": f"raw PUT (curl -T), {human(sizes.raw)} blob"}
     med = {name: {k: medians(v) for k, v in per.items()} for name, per in results.items()}
     complete = {k: all(r["ok"] for name in results for r in results[name][k]) for k in WORKLOADS}
     hashlib_med = statistics.median(data["hashlib_mb_per_s"])
@@ -828,12 +865,18 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
                      f"{ratio:.2f}" if ratio else "", target + verdicts[key],
                      f"{ref['cpu_seconds_per_gib']:.2f}" if ref else "",
                      f"{ecr['cpu_seconds_per_gib']:.2f}" if ecr else "", f"{ok} of {runs}"))
-    rows.append((f"hashlib sha256, {human(sizes.raw)} buffer (reference)", "", hashlib_med, "", "", "", "", ""))
     print()
     print(f"medians of {runs} run(s) on each server; MB/s = 10^6 bytes/s of blobs and manifests moved; "
           "CPU-s/GiB: user + system of the server's process tree")
     print_table(("workload", "docker-registry MB/s", "ecrstore MB/s", "ecrstore/ref", "target",
                  "ref CPU-s/GiB", "ecrstore CPU-s/GiB", "runs ok ref/ecr"), rows)
+    alone = {kind: medians(v) for kind, v in data["skopeo_oci_to_oci"].items()}
+    print("references measured in the same run:")
+    print_table(("reference", "MB/s"), [
+        (f"hashlib sha256 over the {human(sizes.raw)} buffer", hashlib_med),
+        *((f"skopeo copy oci: -> oci:, {images[kind]} (the client alone)",
+           m["mb_per_s"] if m else "FAILED") for kind, m in alone.items()),
+    ])
     srows = []
     for name in (REF, ECR):
         s = stream[name]
@@ -853,7 +896,8 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
           f"{RSS_INTERVAL * 1000:.0f} ms: median before, peak during")
     print_table(("server", "MB/s", "CPU-s/GiB", "RSS before MiB", "RSS peak MiB", "growth MiB",
                  "anon growth MiB", "target"), srows)
-    return {"medians": med, "hashlib_median_mb_per_s": hashlib_med, "ratios_ecrstore_vs_ref": ratios,
+    return {"medians": med, "hashlib_median_mb_per_s": hashlib_med, "skopeo_oci_to_oci_medians": alone,
+            "ratios_ecrstore_vs_ref": ratios,
             "verdicts": verdicts}
 
 
@@ -861,6 +905,8 @@ def print_failures(data: dict[str, Any]) -> int:
     """List every failed workload run with its details on stderr; answer how many."""
     failures = [(name, key, r) for name, per in data["runs"].items() for key in WORKLOADS for r in per[key]
                 if not r["ok"]]
+    failures += [("skopeo oci: -> oci:", kind, r) for kind, v in data["skopeo_oci_to_oci"].items() for r in v
+                 if not r["ok"]]
     failures += [(name, "stream", s) for name, s in data["stream"].items() if not s["ok"]]
     if failures:
         print(f"\n{len(failures)} FAILED workload run(s):", file=sys.stderr)
@@ -896,6 +942,10 @@ def main() -> int:
     print(f"ecrstore serve (/v2/, default durable store, Basic auth, workers: {args.workers or 'default'}) "
           f"against {versions['docker-registry']} (filesystem storage, no auth)")
     print(f"clients: {versions['skopeo']}; {versions['curl']}")
+    if args.quick:
+        print("--quick: smaller sizes, a smoke run")
+    if runs < 3:
+        print(f"note: {runs} run(s) on each server; medians of fewer than 3 say little")
     root = Path(tempfile.mkdtemp(prefix="ecrstore-bench-oci-", dir=args.dir))
     try:
         sizes, scale, scaled_note = choose_sizes(QUICK if args.quick else FULL, runs, root)
