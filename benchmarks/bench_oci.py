@@ -397,13 +397,16 @@ class Server:
         kept = [line for line in text.splitlines() if not any(e in line for e in EXPECTED_LOG)]
         return "\n".join(kept[-lines:])
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    def request(self, method: str, path: str,
+                headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on a connection of its own: the response and its body."""
         conn = http.client.HTTPConnection(self.host, timeout=60)
-        conn.request(method, path, headers={**self.headers(), **(headers or {})})
-        resp = conn.getresponse()
-        resp.read()
-        conn.close()
-        return resp
+        try:
+            conn.request(method, path, headers={**self.headers(), **(headers or {})})
+            resp = conn.getresponse()
+            return resp, resp.read()
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -501,7 +504,7 @@ def login_token(server: Server) -> None:
     if user != "AWS" or not password:
         raise RuntimeError(f"GetAuthorizationToken answered a token for user {user!r}")
     server.password = password
-    status = server.request("GET", "/v2/").status
+    status = server.request("GET", "/v2/")[0].status
     if status != 200:
         server.stop()
         raise RuntimeError(f"{server.name} answers GET /v2/ with the login's password with {status}")
@@ -516,7 +519,7 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> str:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, errors="replace",
                               stdin=subprocess.DEVNULL, timeout=CLIENT_TIMEOUT)
     except subprocess.TimeoutExpired as e:
-        output = b"".join(x for x in (e.stdout, e.stderr) if isinstance(x, bytes)).decode(errors="replace")
+        output = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (e.stdout, e.stderr) if x)
         raise Failed(f"{Path(argv[0]).name} did not finish within {CLIENT_TIMEOUT} s (killed)", argv, output) from e
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
@@ -545,10 +548,11 @@ def skopeo_copy(server: Server, src: str, dest: str, home: Path, pushing: bool) 
 
 def start_upload(server: Server, repo: str) -> str:
     """``POST /v2/<repo>/blobs/uploads/``: the absolute upload URL its ``Location`` names."""
-    resp = server.request("POST", f"/v2/{repo}/blobs/uploads/", {"Content-Length": "0"})
+    resp, body = server.request("POST", f"/v2/{repo}/blobs/uploads/", {"Content-Length": "0"})
     location = resp.getheader("Location")
     if resp.status != 202 or not location:
-        raise Failed(f"POST /v2/{repo}/blobs/uploads/ answered {resp.status} (Location: {location!r})")
+        raise Failed(f"POST /v2/{repo}/blobs/uploads/ answered {resp.status} (Location: {location!r})",
+                     output=body.decode(errors="replace")[:2000])
     return urllib.parse.urljoin(server.url + "/", location)
 
 
@@ -574,7 +578,7 @@ def curl_put(server: Server, location: str, blob: Blob, scratch: Path) -> None:
 
 
 def check_blob(server: Server, repo: str, blob: Blob) -> None:
-    resp = server.request("HEAD", f"/v2/{repo}/blobs/{blob.digest}")
+    resp, _ = server.request("HEAD", f"/v2/{repo}/blobs/{blob.digest}")
     length = resp.getheader("Content-Length")
     if resp.status != 200 or length != str(blob.size):
         raise Failed(f"HEAD /v2/{repo}/blobs/{blob.digest} answered {resp.status}, Content-Length {length}")
@@ -685,7 +689,7 @@ def run_side(server: Server, rnd: Round, work: Path, runs: int) -> dict[str, dic
     for kind, image in images.items():
         key = f"pull_{kind}"
         if not out[f"push_{kind}"]["ok"]:
-            out[key] = {**out[f"push_{kind}"], "error": "not run: its push failed"}
+            out[key] = {"ok": False, "error": f"not run: its push failed ({out[f'push_{kind}']['error']})"}
             continue
         home, dest = work / f"home-{server.name}-pull-{kind}", work / f"pulled-{server.name}-{kind}"
         attempt(key, image.nbytes,
