@@ -256,3 +256,9 @@ def test_gc_usage_errors(capsys, tmp_path):
     assert code == 1 and "no store at" in err
     code, _, err = run(capsys, "serve", "--download-url-ttl", "0")
     assert code == 2 and "positive" in err
+
+
+@pytest.mark.parametrize("url", ["ftp://h:1", "h:1", "http://", "http://h:1/path", "http://h:1?x=1"])
+def test_serve_refuses_a_public_url_that_is_not_a_registry_address(capsys, tmp_path, url):
+    code, _, err = run(capsys, "serve", "--store", str(tmp_path / "s"), "--port", "0", "--public-url", url)
+    assert code == 1 and "--public-url must be http(s)://host[:port]" in err

@@ -46,6 +46,7 @@ OPERATIONS: dict[str, dict[str, str]] = {
     "ListImages": {"repositoryName": "name", "filter": "filter", "maxResults": "int", "nextToken": "token"},
     "DescribeImages": {"repositoryName": "name", "imageIds": "ids", "filter": "filter", "maxResults": "int",
                        "nextToken": "token"},
+    "GetAuthorizationToken": {"registryIds": "names"},
 }
 
 

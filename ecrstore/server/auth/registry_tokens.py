@@ -113,7 +113,7 @@ class RegistryTokens:
             given = _unb64(mac)
         except (binascii.Error, ValueError, orjson.JSONDecodeError):
             raise InvalidToken("malformed login password") from None
-        if not isinstance(fields, dict):
+        if not isinstance(fields, dict) or _b64(given) != mac:  # one spelling per password
             raise InvalidToken("malformed login password")
         key, registry, expires = fields.get("k"), fields.get("r"), fields.get("e")
         if not isinstance(key, str) or not isinstance(registry, str) or not isinstance(expires, int):
