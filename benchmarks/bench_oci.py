@@ -21,9 +21,10 @@ docker-registry, ecrstore, ...), ``--runs`` runs each:
   timed) every blob pulled is checked against the sha256 and size it was pushed with;
 - raw PUT: ``POST /v2/NAME/blobs/uploads/`` for a ``Location``, then ``curl -T FILE -X PUT
   'LOCATION?digest=sha256:…'``: a 1 GiB blob in one streamed request, timed, against
-  ``hashlib.sha256`` over the same 1 GiB buffer in the same run;
+  ``hashlib.sha256`` over the same 1 GiB buffer in the same run (and, for scale, the time that
+  buffer takes to be written to its file and fdatasync'ed);
 - as a reference in each round, ``skopeo copy oci: -> oci:`` of both images on the same disk:
-  what the client reaches with no server in the way;
+  what the client reaches reading, verifying and writing layouts with no server in the way;
 - after the runs, the server's memory while a 4 GiB blob streams in one such PUT: VmRSS summed
   over the server's process tree, sampled every 50 ms, the baseline before and the peak during.
 
@@ -297,12 +298,22 @@ def tree_pids(root: int, stats: dict[int, list[str]] | None = None) -> list[int]
     return pids
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root``'s process tree, counting its reaped children too
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``root``'s process tree, counting its reaped children too
     (a worker that exited moved its time into its parent's cutime/cstime)."""
     stats = _proc_stat()
-    ticks = sum(sum(int(x) for x in stats[pid][11:15]) for pid in tree_pids(root, stats) if pid in stats)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    pids = [pid for pid in tree_pids(root, stats) if pid in stats]
+    user = sum(int(stats[pid][11]) + int(stats[pid][13]) for pid in pids)
+    system = sum(int(stats[pid][12]) + int(stats[pid][14]) for pid in pids)
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
+def cpu_figures(before: tuple[float, float], after: tuple[float, float], nbytes: int) -> dict[str, float]:
+    user, system = after[0] - before[0], after[1] - before[1]
+    gib = nbytes / GiB
+    return {"cpu_seconds": user + system, "cpu_seconds_per_gib": (user + system) / gib,
+            "cpu_user_seconds_per_gib": user / gib, "cpu_system_seconds_per_gib": system / gib}
 
 
 def rss_of(pids: list[int]) -> tuple[int, int]:
@@ -594,10 +605,9 @@ def measure(server: Server, nbytes: int, fn: Callable[[], None]) -> dict[str, fl
     os.sync()  # no dirty pages of an earlier workload written back during this one
     cpu0, t0 = tree_cpu_seconds(server.pid), time.perf_counter()
     fn()
-    seconds, cpu = time.perf_counter() - t0, tree_cpu_seconds(server.pid) - cpu0
+    seconds, cpu1 = time.perf_counter() - t0, tree_cpu_seconds(server.pid)
     server.check_alive()
-    return {"seconds": seconds, "bytes": nbytes, "mb_per_s": nbytes / seconds / MB,
-            "cpu_seconds": cpu, "cpu_seconds_per_gib": cpu / (nbytes / GiB)}
+    return {"seconds": seconds, "bytes": nbytes, "mb_per_s": nbytes / seconds / MB, **cpu_figures(cpu0, cpu1, nbytes)}
 
 
 def redact(argv: list[str] | None, server: Server) -> str | None:
@@ -631,6 +641,7 @@ class Round:
     many: Image
     raw: Blob
     hashlib_mb_per_s: float
+    write_mb_per_s: float  # write + fdatasync of the raw blob's buffer into its file
 
 
 def make_round(work: Path, sizes: Sizes, number: int) -> Round:
@@ -641,12 +652,17 @@ def make_round(work: Path, sizes: Sizes, number: int) -> Round:
     buf = words.view(np.uint8)
     t0 = time.perf_counter()
     digest = "sha256:" + hashlib.sha256(buf).hexdigest()
-    rate = sizes.raw / (time.perf_counter() - t0) / MB
+    hash_rate = sizes.raw / (time.perf_counter() - t0) / MB
     path = work / "raw.bin"
+    warm_memory(sizes.raw + sizes.raw // 2)
+    os.sync()
+    t0 = time.perf_counter()
     with open(path, "wb") as f:
         f.write(buf)
+        os.fdatasync(f.fileno())
+    write_rate = sizes.raw / (time.perf_counter() - t0) / MB
     del words, buf
-    return Round(number, big, many, Blob(path, digest, sizes.raw), rate)
+    return Round(number, big, many, Blob(path, digest, sizes.raw), hash_rate, write_rate)
 
 
 def run_side(server: Server, rnd: Round, work: Path, runs: int) -> dict[str, dict[str, Any]]:
@@ -748,7 +764,7 @@ def stream_rss(server: Server, blob: Blob, work: Path) -> dict[str, Any]:
             curl_put(server, location, blob, work)
         finally:
             samples = sampler.stop()
-        seconds, cpu = time.perf_counter() - t0, tree_cpu_seconds(server.pid) - cpu0
+        seconds, cpu1 = time.perf_counter() - t0, tree_cpu_seconds(server.pid)
         server.check_alive()
         check_blob(server, repo, blob)
     except Exception as e:
@@ -757,7 +773,7 @@ def stream_rss(server: Server, blob: Blob, work: Path) -> dict[str, Any]:
     base_anon = statistics.median(s[2] for s in baseline)
     peak_rss, peak_anon = max(s[1] for s in samples), max(s[2] for s in samples)
     return {"ok": True, "bytes": blob.size, "seconds": seconds, "mb_per_s": blob.size / seconds / MB,
-            "cpu_seconds_per_gib": cpu / (blob.size / GiB), "samples": len(samples),
+            **cpu_figures(cpu0, cpu1, blob.size), "samples": len(samples),
             "baseline_rss_mib": base_rss / MiB, "peak_rss_mib": peak_rss / MiB,
             "growth_rss_mib": (peak_rss - base_rss) / MiB,
             "baseline_anon_mib": base_anon / MiB, "peak_anon_mib": peak_anon / MiB,
@@ -771,8 +787,15 @@ def medians(records: list[dict[str, Any]]) -> dict[str, float] | None:
     ok = [r for r in records if r["ok"]]
     if not ok:
         return None
-    return {k: statistics.median(r[k] for r in ok) for k in ("mb_per_s", "cpu_seconds_per_gib", "seconds")
-            if k in ok[0]}
+    keys = ("mb_per_s", "seconds", "cpu_seconds_per_gib", "cpu_user_seconds_per_gib", "cpu_system_seconds_per_gib")
+    return {k: statistics.median(r[k] for r in ok) for k in keys if k in ok[0]}
+
+
+def cpu_cell(m: dict[str, float] | None) -> str:
+    if not m:
+        return ""
+    return (f"{m['cpu_seconds_per_gib']:.2f} (u {m['cpu_user_seconds_per_gib']:.2f}, "
+            f"s {m['cpu_system_seconds_per_gib']:.2f})")
 
 
 def verdict(value: float | None, target: float, complete: bool) -> str:
@@ -801,6 +824,7 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
     """Start both servers, run every round and the stream, stop the servers."""
     results: dict[str, dict[str, list[dict[str, Any]]]] = {name: {k: [] for k in WORKLOADS} for name in (REF, ECR)}
     hashlib_rates: list[float] = []
+    write_rates: list[float] = []
     stream: dict[str, dict[str, Any]] = {}
     alone: dict[str, list[dict[str, Any]]] = {"big": [], "many": []}
     servers: dict[str, Server] = {}
@@ -813,8 +837,10 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
             t0 = time.perf_counter()
             rnd = make_round(work, sizes, r)
             hashlib_rates.append(rnd.hashlib_mb_per_s)
-            print(f"round {r + 1}: data generated in {time.perf_counter() - t0:.1f} s; hashlib sha256 over the "
-                  f"{human(sizes.raw)} buffer: {rnd.hashlib_mb_per_s:,.0f} MB/s", flush=True)
+            write_rates.append(rnd.write_mb_per_s)
+            print(f"round {r + 1}: data generated in {time.perf_counter() - t0:.1f} s; the {human(sizes.raw)} "
+                  f"buffer: hashlib sha256 {rnd.hashlib_mb_per_s:,.0f} MB/s, write + fdatasync "
+                  f"{rnd.write_mb_per_s:,.0f} MB/s", flush=True)
             for kind, image in (("big", rnd.big), ("many", rnd.many)):
                 record = client_alone(image, work, kind)
                 alone[kind].append({"run": r + 1, **record})
@@ -838,7 +864,8 @@ def collect(root: Path, sizes: Sizes, runs: int, workers: int | None) -> dict[st
     finally:
         for server in servers.values():
             server.stop()
-    return {"runs": results, "hashlib_mb_per_s": hashlib_rates, "skopeo_oci_to_oci": alone, "stream": stream}
+    return {"runs": results, "hashlib_mb_per_s": hashlib_rates, "write_fdatasync_mb_per_s": write_rates,
+            "skopeo_oci_to_oci": alone, "stream": stream}
 
 
 def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
@@ -851,6 +878,7 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
     med = {name: {k: medians(v) for k, v in per.items()} for name, per in results.items()}
     complete = {k: all(r["ok"] for name in results for r in results[name][k]) for k in WORKLOADS}
     hashlib_med = statistics.median(data["hashlib_mb_per_s"])
+    write_med = statistics.median(data["write_fdatasync_mb_per_s"])
     ratios: dict[str, float | None] = {}
     verdicts: dict[str, str] = {}
     rows = []
@@ -867,18 +895,18 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
         ok = "/".join(str(sum(r["ok"] for r in results[name][key])) for name in (REF, ECR))
         rows.append((labels[key], ref["mb_per_s"] if ref else "FAILED", ecr["mb_per_s"] if ecr else "FAILED",
                      f"{ratio:.2f}" if ratio else "", target + verdicts[key],
-                     f"{ref['cpu_seconds_per_gib']:.2f}" if ref else "",
-                     f"{ecr['cpu_seconds_per_gib']:.2f}" if ecr else "", f"{ok} of {runs}"))
+                     cpu_cell(ref), cpu_cell(ecr), f"{ok} of {runs}"))
     print()
     print(f"medians of {runs} run(s) on each server; MB/s = 10^6 bytes/s of blobs and manifests moved; "
-          "CPU-s/GiB: user + system of the server's process tree")
+          "CPU-s/GiB: user + system of the server's process tree (medians of each)")
     print_table(("workload", "docker-registry MB/s", "ecrstore MB/s", "ecrstore/ref", "target",
                  "ref CPU-s/GiB", "ecrstore CPU-s/GiB", "runs ok ref/ecr"), rows)
     alone = {kind: medians(v) for kind, v in data["skopeo_oci_to_oci"].items()}
     print("references measured in the same run:")
     print_table(("reference", "MB/s"), [
         (f"hashlib sha256 over the {human(sizes.raw)} buffer", hashlib_med),
-        *((f"skopeo copy oci: -> oci:, {images[kind]} (the client alone)",
+        ("write + fdatasync of that buffer to a file on the same disk", write_med),
+        *((f"skopeo copy oci: -> oci:, {images[kind]} (no server)",
            m["mb_per_s"] if m else "FAILED") for kind, m in alone.items()),
     ])
     srows = []
@@ -891,7 +919,7 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
                 "met" if growth <= TARGET_RSS_GROWTH else "MISSED")
             target = f"<= {TARGET_RSS_GROWTH // MiB} MiB: {verdicts['stream_rss']}"
         if s["ok"]:
-            srows.append((name, s["mb_per_s"], f"{s['cpu_seconds_per_gib']:.2f}", f"{s['baseline_rss_mib']:.1f}",
+            srows.append((name, s["mb_per_s"], cpu_cell(s), f"{s['baseline_rss_mib']:.1f}",
                           f"{s['peak_rss_mib']:.1f}", f"{s['growth_rss_mib']:.1f}", f"{s['growth_anon_mib']:.1f}",
                           target))
         else:
@@ -900,7 +928,8 @@ def report(data: dict[str, Any], sizes: Sizes, runs: int) -> dict[str, Any]:
           f"{RSS_INTERVAL * 1000:.0f} ms: median before, peak during")
     print_table(("server", "MB/s", "CPU-s/GiB", "RSS before MiB", "RSS peak MiB", "growth MiB",
                  "anon growth MiB", "target"), srows)
-    return {"medians": med, "hashlib_median_mb_per_s": hashlib_med, "skopeo_oci_to_oci_medians": alone,
+    return {"medians": med, "hashlib_median_mb_per_s": hashlib_med,
+            "write_fdatasync_median_mb_per_s": write_med, "skopeo_oci_to_oci_medians": alone,
             "ratios_ecrstore_vs_ref": ratios,
             "verdicts": verdicts}
 
