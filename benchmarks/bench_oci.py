@@ -56,6 +56,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import shlex
@@ -183,8 +184,8 @@ def write_layer(blobs: Path, size: int, rng: np.random.PCG64) -> tuple[str, int]
     h = hashlib.sha256()
     tmp = blobs / ".layer.partial"
     with open(tmp, "wb") as f:
-        for piece in (info.tobuf(format=tarfile.USTAR_FORMAT), *random_chunks(rng, payload),
-                      bytes(-payload % 512 + 1024)):
+        for piece in itertools.chain([info.tobuf(format=tarfile.USTAR_FORMAT)], random_chunks(rng, payload),
+                                     [bytes(-payload % 512 + 1024)]):
             f.write(piece)
             h.update(piece)
     if tmp.stat().st_size != size:
@@ -204,7 +205,8 @@ def make_image(layout: Path, layer_sizes: list[int], seed: int) -> Image:
         layers.append({"mediaType": OCI_LAYER, "digest": digest, "size": n})
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},  # uncompressed
+        # The layers are uncompressed: each one's diff id is its digest.
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
     }).encode()
     config_digest, config_size = _put_blob(blobs, config)
     manifest = json.dumps({
