@@ -1,7 +1,7 @@
-"""OCI Distribution API throughput: ``ecrstore serve``'s ``/v2/`` against Debian's
-``docker-registry`` (distribution 2.8), both started by this benchmark and measured in the same run.
+"""OCI registry throughput: ``ecrstore serve``'s ``/v2/`` against docker-registry, in one run.
 
-The servers listen on 127.0.0.1 and store into a temporary directory:
+Debian's ``docker-registry`` (distribution 2.8) and ``ecrstore serve`` are both started by this
+benchmark. They listen on 127.0.0.1 and store into a temporary directory:
 
 - ``docker-registry``: filesystem storage, a config file written here, no authentication;
 - ``ecrstore serve``: its default (durable) store, authentication on: a credentials file, and
@@ -958,7 +958,8 @@ def print_failures(data: dict[str, Any]) -> int:
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.set_defaults(repeat=3)
-    p.add_argument("--runs", dest="repeat", type=int, help="runs on each server (default: 3; same as --repeat)")
+    p.add_argument("--runs", dest="repeat", type=int, metavar="N",
+                   help="runs on each server (default: 3; same as --repeat)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--workers", type=int, default=None, help="ecrstore serve's workers (default: serve's own)")
     p.add_argument("--dir", default=None, help="where to work (default: a temporary directory)")
