@@ -248,6 +248,8 @@ class Images:
         """The manifest a tag or a digest names. Errors: RepositoryNotFound, InvalidParameter
         (a reference that is neither), ImageNotFound."""
         repo = self._repo(registry_id, repository_name)
+        if not isinstance(reference, str):
+            raise invalid_parameter("reference", "Member must be a string")
         digest = try_parse_digest(reference) if ":" in reference else None
         if digest is None and not v.is_image_tag(reference):
             raise invalid_parameter("reference", "Member must be an image tag or a digest")

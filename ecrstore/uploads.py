@@ -44,6 +44,7 @@ from .errors import (
     LayerAlreadyExistsException,
     LayerPartTooSmallException,
     LimitExceededException,
+    ServerException,
     UploadNotFoundException,
     repository_not_found,
     storage_failure,
@@ -238,7 +239,8 @@ class Uploads:
         """Bytes acknowledged so far (UploadNotFound: unknown, expired, another repository's)."""
         return self._live(repo, upload_id, uid).received
 
-    def _commit_stream(self, stream: UploadStream) -> int:
+    def _commit_stream(self, stream: UploadStream) -> UploadRecord:
+        """Acknowledge what the stream wrote since its last commit; answer the new record."""
         rec, end = stream.record, stream.offset
         prev_size = rec.last_last - rec.last_first + 1
         new = dataclasses.replace(
@@ -254,7 +256,7 @@ class Uploads:
             t.put_upload(stream.uid, new, old=cur)
 
         self._index.write(commit)
-        return end
+        return new
 
     # --- completion ----------------------------------------------------------------------
 
@@ -436,9 +438,11 @@ class UploadStream:
     durable, then acknowledges them in the index in one transaction (the midstate with them),
     answering the upload's new length; a stream closed without committing gives back what it
     wrote, so only acknowledged bytes stay. Calls come from one thread at a time (any thread:
-    the lock is held by the open file, not the thread); :meth:`close` is idempotent.
+    the lock is held by the open file, not the thread); :meth:`close` is idempotent, waits for
+    a write still running in another thread, and after it write and commit raise
+    ServerException (its descriptor may already name another upload's file).
     Errors: LimitExceeded past the layer size limit, UploadNotFound at commit when the upload
-    was purged or its repository deleted meanwhile, OSError from the medium.
+    was purged or its repository deleted meanwhile, ServerException when the medium fails.
     """
 
     def __init__(self, uploads: Uploads, holder: Any, data: UploadData, repo: RepoRecord, upload_id: str,
@@ -454,43 +458,54 @@ class UploadStream:
         #: Where the next chunk goes: the upload's length once everything written commits.
         self.offset = rec.received
         self._closed = False
-        self._committed = False
+        # Held by each call: a close racing a write (a cancelled request) waits for it.
+        self._lock = threading.Lock()
 
     def write(self, chunks: Sequence[bytes]) -> None:
-        size = sum(len(c) for c in chunks)
-        if self.offset + size > MAX_LAYER_BYTES:
-            raise LimitExceededException(f"A layer may be at most {MAX_LAYER_BYTES} bytes")
-        try:
-            self._data.append(self.offset, chunks)
-        except OSError as e:
-            raise storage_failure(e) from e
-        for chunk in chunks:
-            self.hasher.update(chunk)
-        self.offset += size
-
-    def commit(self) -> int:
-        """Acknowledge what was written (nothing to do for an empty body); the upload's length."""
-        if self.offset > self.record.received:
+        with self._lock:
+            self._check_open()
+            size = sum(len(c) for c in chunks)
+            if self.offset + size > MAX_LAYER_BYTES:
+                raise LimitExceededException(f"A layer may be at most {MAX_LAYER_BYTES} bytes")
             try:
-                self._data.flush()
+                self._data.append(self.offset, chunks)
             except OSError as e:
                 raise storage_failure(e) from e
-            self._uploads._commit_stream(self)
-        self._committed = True
-        return self.offset
+            for chunk in chunks:
+                self.hasher.update(chunk)
+            self.offset += size
+
+    def commit(self) -> int:
+        """Acknowledge what was written since the last commit (nothing to do for an empty body);
+        the upload's length. A stream may commit more than once."""
+        with self._lock:
+            self._check_open()
+            if self.offset > self.record.received:
+                try:
+                    self._data.flush()
+                except OSError as e:
+                    raise storage_failure(e) from e
+                # The record the next commit checks against is the one this one wrote.
+                self.record = self._uploads._commit_stream(self)
+            return self.offset
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ServerException(f"the stream into upload {self.upload_id} is closed")
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if not self._committed and self.offset > self.record.received:
-                try:
-                    self._data.truncate(self.record.received)
-                except OSError:
-                    pass  # best effort: the next writer cuts leftovers anyway
-        finally:
-            self._holder.__exit__(None, None, None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self.offset > self.record.received:  # written since the last commit: given back
+                    try:
+                        self._data.truncate(self.record.received)
+                    except OSError:
+                        pass  # best effort: the next writer cuts leftovers anyway
+            finally:
+                self._holder.__exit__(None, None, None)
 
     def __enter__(self) -> UploadStream:
         return self

@@ -19,6 +19,8 @@ Usage::
     crash_writer.py hold-part <store>       block inside a part, holding the upload's flock
     crash_writer.py hold-complete <store>   block inside a completion, holding it too
     crash_writer.py create <store> <n>      die at the n-th mkdir while creating a store
+    crash_writer.py stream <store> <upload> <cid> <seed>
+                                            stream content <cid> into the upload from wherever it is
 
 With ``<op index> <point>`` the writer kills itself with SIGKILL at a named step inside that
 call (see :data:`POINTS`) instead of waiting for the parent's random kill.
@@ -39,6 +41,8 @@ from dataclasses import dataclass
 from storeutil import SMALL
 
 from ecrstore import Store, errors
+from ecrstore import uploads as uploads_module
+from ecrstore.blobs.local import LocalUploadData
 from ecrstore.index.lmdb import LmdbIndex
 
 REPOS = ("app", "mirror", "lib/base")
@@ -275,6 +279,73 @@ def hold(path: str, where: str) -> None:
     raise AssertionError("the blocked call returned")
 
 
+@functools.lru_cache(maxsize=4)
+def stream_content(cid: int) -> bytes:
+    """The bytes the stream mode uploads as content ``cid``: 1 to 2 MiB."""
+    rng = random.Random(f"stream-{cid}")
+    return rng.randbytes(rng.randint(2**20, 2 * 2**20))
+
+
+def stream(path: str, upload_id: str, cid: int, seed: int) -> None:
+    """Send :func:`stream_content` into ``upload_id`` (of ``app``) from its current length:
+    streamed bodies of 1 to 40 chunks of 1 byte to 16 KiB, one in ten abandoned (closed
+    without commit) and one in ten sent as an UploadLayerPart instead, then complete it. Reports::
+
+        READY / AT <length>           the store is open; the upload's length at the start
+        BEGIN <end>, ACK <end>        around a commit (or a part) that makes the length <end>
+        ABANDON <end>                 a body of bytes up to <end> closed without commit
+        COMPLETE, DONE <digest>       around the completion
+    """
+
+    def reread(*args, **kwargs):
+        raise AssertionError("an upload's bytes were read again: its stored midstate should cover them")
+
+    uploads_module.hash_file = reread  # resuming and completing use the midstate in the index
+    LocalUploadData.hash_range = reread
+    rng = random.Random(seed)
+    payload = stream_content(cid)
+    store = Store(path, **SETTINGS)
+    emit("READY")
+    pos = store.upload_status("app", upload_id)
+    emit(f"AT {pos}")
+    while pos < len(payload):
+        sizes = [int(math.exp(rng.uniform(0, math.log(16 * 1024)))) for _ in range(rng.randint(1, 40))]
+        how = rng.random()
+        if how < 0.1:
+            end = min(len(payload), pos + sum(sizes), pos + MAX_PART)
+            emit(f"BEGIN {end}")
+            got = store.upload_layer_part("app", upload_id, pos, end - 1, memoryview(payload)[pos:end])
+            assert got.last_byte_received == end - 1, got
+            emit(f"ACK {end}")
+            pos = end
+            continue
+        with store.open_upload_stream("app", upload_id, first_byte=pos) as body:
+            end = pos
+            while sizes and end < len(payload):
+                group = [sizes.pop() for _ in range(min(len(sizes), rng.randint(1, 3)))]
+                chunks = []
+                for size in group:
+                    chunks.append(payload[end:end + size])
+                    end += len(chunks[-1])
+                body.write(chunks)
+            abandoned = how < 0.2
+            if abandoned:
+                emit(f"ABANDON {end}")
+            else:
+                emit(f"BEGIN {end}")
+                assert body.commit() == end
+                emit(f"ACK {end}")
+        if abandoned:  # closed without commit: nothing of it acknowledged
+            assert store.upload_status("app", upload_id) == pos
+        else:
+            pos = end
+    emit("COMPLETE")
+    digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+    got = store.complete_layer_upload("app", upload_id, [digest], part_minimum=False).layer_digest
+    emit(f"DONE {got}")
+    store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, path, *rest = argv
     if mode == "run":
@@ -292,6 +363,8 @@ def main(argv: list[str]) -> None:
 
         os.mkdir = mkdir
         Store(path, **SETTINGS)
+    elif mode == "stream":
+        stream(path, rest[0], int(rest[1]), int(rest[2]))
     elif mode in ("hold-part", "hold-complete"):
         hold(path, mode.removeprefix("hold-"))
     else:

@@ -39,14 +39,8 @@ from typing import Any
 
 import pytest
 from server_fixtures import KEY_A, ServerProcess, free_port, repo_name, start_server
-from transfer_util import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from transfer_util import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, require_tool
 
-#: The Debian package of every program the client tests run (make test's DEB_PEERS).
-DEBIAN_PACKAGES = {
-    "docker": "docker.io", "dockerd": "docker.io", "podman": "podman", "buildah": "buildah",
-    "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd",
-    "docker-registry": "docker-registry", "unshare": "util-linux", "umount": "mount",
-}
 #: Debian's docker client; /usr/local/bin may hold another one earlier on PATH.
 DOCKER_CLIENT = "/usr/bin/docker"
 #: What a pull accepts, so a registry answers with the manifest as it was pushed.
@@ -62,13 +56,8 @@ REGISTRY_KINDS = ("ecrstore", "distribution")
 
 
 def require(name: str) -> str:
-    """The program's path; fails (never skips) when it is missing, naming its Debian package."""
-    path = DOCKER_CLIENT if name == "docker" else shutil.which(name)
-    if path is None or not os.access(path, os.X_OK):
-        package = DEBIAN_PACKAGES.get(name, name)
-        pytest.fail(f"{name} is not installed: it comes with the Debian package '{package}' "
-                    f"(make test installs it; or: apt-get install -y {package})")
-    return path
+    """The program's path (Debian's docker client for ``docker``); fails, naming its package."""
+    return require_tool(name, DOCKER_CLIENT if name == "docker" else None)
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

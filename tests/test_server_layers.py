@@ -42,14 +42,14 @@ def repo(ecr):
 # --- repositories -----------------------------------------------------------------------------
 
 
-def test_create_describe_delete_repository(ecr):
+def test_create_describe_delete_repository(ecr, ecr_server):
     name = repo_name("team/app")
     created = ecr.create_repository(repositoryName=name, imageTagMutability="IMMUTABLE",
                                     tags=[{"Key": "team", "Value": "storage"}])["repository"]
     assert created["repositoryName"] == name
     assert created["registryId"] == KEY_A[2]
     assert created["repositoryArn"].endswith(f":{KEY_A[2]}:repository/{name}")
-    assert created["repositoryUri"].startswith(f"{KEY_A[2]}.dkr.ecr.")
+    assert created["repositoryUri"] == f"127.0.0.1:{ecr_server.port}/{name}"  # the address docker pushes to
     assert created["imageTagMutability"] == "IMMUTABLE"
     assert created["encryptionConfiguration"]["encryptionType"] == "AES256"
     # botocore parsed createdAt from epoch seconds into a datetime

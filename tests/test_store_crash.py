@@ -23,7 +23,8 @@ The parent kills the writer at random instants, on one store through many runs a
 store per run; the writer also kills itself at named steps (after a part's ``pwrite`` or
 ``fdatasync``, after a completion's ``link``/``rename``, before and after an index commit, inside
 purge's move to trash) so that each window is hit for certain. Two more tests kill a process
-while it creates a store and while it holds an upload's lock.
+while it creates a store and while it holds an upload's lock, and one kills a writer streaming
+chunks into uploads (OCI bodies, some abandoned, some parts between them) at random instants.
 
 Seeds are fixed, so a failure names the seed that reproduces the plan; the kill instant itself
 depends on timing. SIGKILL ends the process, not the kernel: written data stays in the page
@@ -65,6 +66,7 @@ from crash_writer import (
     content,
     digest,
     make_plan,
+    stream_content,
 )
 from storeutil import digest_of
 
@@ -620,3 +622,125 @@ def test_killed_lock_holder_releases_the_upload(tmp_path, where):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+# --- streamed appends ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StreamReplay:
+    """What one run of the writer's stream mode reported."""
+
+    at: int | None = None  # the upload's length when the run began
+    acked: int | None = None  # the last acknowledged length
+    pending: int | None = None  # the length a commit (or part) in flight would make
+    completing: bool = False
+    done: str | None = None
+
+
+def run_stream_writer(path: Path, upload_id: str, cid: int, seed: int, delay: float | None) -> WriterRun:
+    """Run the stream mode and SIGKILL it ``delay`` seconds after READY (None: let it finish)."""
+    args = [sys.executable, WRITER, "stream", str(path), upload_id, str(cid), str(seed)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for raw in proc.stdout:
+            if raw.endswith(b"\n"):
+                lines.append(raw.decode().rstrip("\n"))
+                if lines[-1] == "READY":
+                    ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), "the stream writer never became ready"
+        if delay is not None:
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(60)
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.stderr.close()
+    killed = rc == -signal.SIGKILL
+    assert killed or (rc == 0 and lines[-1:] and lines[-1].startswith("DONE ")), (
+        f"seed {seed}: the stream writer failed by itself (exit {rc}); last lines {lines[-3:]}\n{stderr}")
+    return WriterRun(lines, killed)
+
+
+def replay_stream(lines: list[str]) -> StreamReplay:
+    r = StreamReplay()
+    for line in lines:
+        tok = line.split()
+        if tok[0] == "AT":
+            r.at = r.acked = int(tok[1])
+        elif tok[0] == "BEGIN":
+            r.pending = int(tok[1])
+        elif tok[0] == "ACK":
+            assert int(tok[1]) == r.pending, lines
+            r.acked, r.pending = r.pending, None
+        elif tok[0] == "COMPLETE":
+            r.completing = True
+        elif tok[0] == "DONE":
+            r.done = tok[1]
+    return r
+
+
+def test_random_kills_of_a_streaming_writer(tmp_path):
+    """15 runs of a writer streaming chunks (1 byte to 16 KiB) into one upload after another,
+    each SIGKILLed at a random instant, then one let finish. After each kill the upload holds
+    exactly an acknowledged length (or the one the commit in flight made), its bytes as sent and
+    a midstate covering exactly them; the next run continues from that length without reading
+    the upload again (the writer refuses to); every completed layer reads back as sent."""
+    path = tmp_path / "s"
+    with Store(path, **SETTINGS) as store:
+        store.create_repository("app")
+        up = store.initiate_layer_upload("app").upload_id
+    rng = random.Random("stream-kills")
+    cid = length = killed = ahead = 0
+    completed: list[str] = []
+    for i in range(16):
+        delay = math.exp(rng.uniform(math.log(0.0005), math.log(0.1))) if i < 15 else None
+        run = run_stream_writer(path, up, cid, 500 + i, delay)
+        killed += run.killed
+        r = replay_stream(run.lines)
+        payload = stream_content(cid)
+        ctx = f"run {i}, content {cid} ({'killed' if run.killed else 'finished'} after {run.lines[-2:]})"
+        assert r.at in (None, length), f"{ctx}: began at {r.at}, the upload was at {length}"
+        with Store(path, **SETTINGS) as store:
+            with store._index.read() as t:
+                rec = t.get_upload(uuid.UUID(up).bytes)
+            if rec is not None:
+                allowed = {length if r.acked is None else r.acked} | ({r.pending} - {None})
+                assert rec.received in allowed, f"{ctx}: the upload holds {rec.received} bytes, not one of {allowed}"
+                state = Sha256.from_state(rec.state) if rec.state else Sha256()
+                assert state.nbytes == rec.received, ctx
+                assert state.digest() == hashlib.sha256(payload[:rec.received]).digest(), f"{ctx}: wrong midstate"
+                with open(path / "uploads" / uuid.UUID(up).hex, "rb") as f:
+                    assert f.read(rec.received) == payload[:rec.received], f"{ctx}: acknowledged bytes differ"
+                ahead += rec.received != length and rec.received == r.pending
+                length = rec.received
+            else:  # consumed by the completion
+                assert r.completing, f"{ctx}: the upload is gone"
+                assert r.done in (None, digest_of(payload)), ctx
+                assert read_layer(store, "app", digest_of(payload)) == payload, ctx
+                completed.append(digest_of(payload))
+                cid, length = cid + 1, 0
+                up = store.initiate_layer_upload("app").upload_id
+    assert not run.killed and completed and killed >= 10, (killed, completed)
+    with Store(path, **{**SETTINGS, "upload_ttl": 1e-6}) as store:
+        assert sorted(d for d, _ in store.list_layers("app")) == sorted(completed)
+        store.purge(grace=0)
+        assert store.verify().ok
+        assert os.listdir(path / "uploads") == [] and os.listdir(path / "trash") == []
+    print(f"\n16 streaming runs, {killed} killed, {ahead} with the commit in flight applied, "
+          f"{len(completed)} layers completed")

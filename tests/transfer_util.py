@@ -35,8 +35,12 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # Small parts so that multi-part uploads happen with small layers.
 SMALL_PARTS = dict(part_size=16 * 1024, min_part_size=16 * 1024, max_part_size=64 * 1024)
 
-#: Debian packages that provide the external tools the tests drive.
-DEBIAN_PACKAGES = {"skopeo": "skopeo", "umoci": "umoci"}
+#: The Debian package of every program the tests drive (make test's DEB_PEERS).
+DEBIAN_PACKAGES = {
+    "skopeo": "skopeo", "umoci": "umoci", "docker": "docker.io", "dockerd": "docker.io", "podman": "podman",
+    "buildah": "buildah", "containerd": "containerd", "ctr": "containerd", "docker-registry": "docker-registry",
+    "unshare": "util-linux", "umount": "mount",
+}
 
 
 def sha(data: bytes) -> str:
@@ -51,13 +55,15 @@ def open_store(path, **kw) -> Store:
     return Store(path, **{"durable": False, **SMALL_PARTS, **kw})
 
 
-def require_tool(name: str) -> str:
-    """The tool's path; fails (never skips) when it is missing, naming the Debian package."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: it comes with the Debian package '{DEBIAN_PACKAGES.get(name, name)}' "
-                    f"(make test installs it; or: apt-get install -y {DEBIAN_PACKAGES.get(name, name)})")
-    return path
+def require_tool(name: str, path: str | None = None) -> str:
+    """The tool's path (``path`` when given, else found on PATH); fails (never skips) when it
+    is missing, naming the Debian package."""
+    found = shutil.which(name) if path is None else path if os.access(path, os.X_OK) else None
+    if found is None:
+        package = DEBIAN_PACKAGES.get(name, name)
+        pytest.fail(f"{name} is not installed: it comes with the Debian package '{package}' "
+                    f"(make test installs it; or: apt-get install -y {package})")
+    return found
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:

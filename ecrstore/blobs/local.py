@@ -31,7 +31,16 @@ from pathlib import Path
 from .._sha256 import Sha256
 from ..digest import SHA256, Digest
 from ..errors import ServerException
-from ..fsutil import copy_range, fsync_dir, pwrite_all, pwrite_durable, pwritev_all, start_writeback, unlink_quiet
+from ..fsutil import (
+    copy_range,
+    drop_behind,
+    fsync_dir,
+    pwrite_all,
+    pwrite_durable,
+    pwritev_all,
+    start_writeback,
+    unlink_quiet,
+)
 from ..hashing import hash_file
 from .base import StoredFile
 
@@ -177,12 +186,13 @@ class LocalBlobReader:
 class LocalUploadData:
     """An upload's data file, written in place at offsets."""
 
-    __slots__ = ("fd", "_store", "_entry_pending")
+    __slots__ = ("fd", "_store", "_entry_pending", "_dropped")
 
     def __init__(self, fd: int, store: LocalBlobStore) -> None:
         self.fd = fd
         self._store = store
         self._entry_pending = False  # bytes appended at 0: the file's entry is made durable too
+        self._dropped = -1  # where appended pages were written back and dropped up to (-1: none yet)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -210,6 +220,9 @@ class LocalUploadData:
         if self._store.durable:
             start_writeback(self.fd, offset, n)  # the device works while the next chunks arrive
             self._entry_pending = self._entry_pending or offset == 0
+            if self._dropped < 0:
+                self._dropped = offset
+            self._dropped = drop_behind(self.fd, self._dropped, offset + n)
 
     def flush(self) -> None:
         if self._store.durable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..digest import try_parse_digest
 from . import lmdb_codec as codec
 
 __all__ = ["build_referrers", "build_registry_counts"]
@@ -47,10 +48,7 @@ def build_referrers(txn: Any, dbs: dict[str, Any]) -> None:
             subject = doc["subject"]["digest"]
         except (ValueError, KeyError, TypeError, RecursionError):
             continue
-        if isinstance(subject, str) and subject.startswith("sha256:") and len(subject) == 71:
-            try:
-                dg = bytes.fromhex(subject[7:])
-            except ValueError:
-                continue
-            txn.put(bytes(key[:8]) + dg + bytes(key[8:]), _EMPTY, db=dbs["referrers"])
+        found = try_parse_digest(subject) if isinstance(subject, str) else None
+        if found is not None and found.is_sha256:  # read as PutImage reads it
+            txn.put(bytes(key[:8]) + found.raw + bytes(key[8:]), _EMPTY, db=dbs["referrers"])
     txn.put(codec.REFERRERS_FLAG, b"1", db=dbs["meta"])

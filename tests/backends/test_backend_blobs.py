@@ -65,6 +65,37 @@ def test_copy_from_a_file_range(blobs, tmp_path):
         os.close(fd)
 
 
+def test_appended_chunks_are_flushed_then_sized_and_hashed(blobs):
+    store = blobs.instance
+    upload = new_upload(store)
+    chunks = [b"a", b"", bytearray(b"bcd"), memoryview(b"efghij"), b"k" * 70_000]
+    whole = b"".join(bytes(c) for c in chunks)
+    with store.open_upload(upload, received=0) as d:
+        d.append(0, chunks)
+        d.append(len(whole), [])
+        d.append(len(whole), [b"tail"])
+        d.flush()
+        assert d.size() == len(whole) + 4
+        assert d.hash_range(Sha256(), 0, d.size()).hexdigest() == hashlib.sha256(whole + b"tail").hexdigest()
+        d.truncate(len(whole))  # appended bytes are cut like written ones
+        d.append(len(whole), [b"TAIL!"])
+        d.flush()
+        d.flush()  # nothing new: a no-op
+        assert d.hash_range(Sha256(), 0, d.size()).hexdigest() == hashlib.sha256(whole + b"TAIL!").hexdigest()
+    with store.open_upload(upload, received=len(whole) + 5) as d:  # a later writer sees them all
+        assert d.size() == len(whole) + 5
+        d.append(3, [b"XY"])  # at any offset, over bytes already there
+        d.flush()
+        assert d.hash_range(Sha256(), 0, 6).hexdigest() == hashlib.sha256(b"abcXYf").hexdigest()
+    assert blobs.in_other_process(_hash_upload, upload, len(whole) + 5) == hashlib.sha256(
+        b"abcXYf" + whole[6:] + b"TAIL!").hexdigest()
+
+
+def _hash_upload(store, upload: str, size: int) -> str:
+    with store.open_upload(upload, received=size) as d:
+        return d.hash_range(Sha256(), 0, d.size()).hexdigest()
+
+
 def test_uploads_are_invisible_until_published(blobs):
     store = blobs.instance
     data = b"layer bytes" * 100
@@ -174,6 +205,35 @@ def test_one_writer_per_upload(blobs):
         assert d is not None
 
 
+def test_a_non_waiting_open_is_refused_while_another_thread_writes(blobs):
+    store = blobs.instance
+    upload = new_upload(store)
+    inside, release = threading.Event(), threading.Event()
+
+    def holder():
+        with store.open_upload(upload, received=0):
+            inside.set()
+            release.wait(10)
+
+    th = threading.Thread(target=holder)
+    th.start()
+    try:
+        assert inside.wait(10)
+        t0 = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            with store.open_upload(upload, received=0, wait=False):
+                pytest.fail("opened while another writer held the upload")
+        assert time.monotonic() - t0 < 1.0  # refused at once, not after a wait
+    finally:
+        release.set()
+        th.join(10)
+    with store.open_upload(upload, received=0, wait=False) as d:  # free again
+        d.write(0, memoryview(b"mine"))
+        with pytest.raises(BlockingIOError):  # and this writer excludes a non-waiting second one
+            with store.open_upload(upload, received=4, wait=False):
+                pass
+
+
 def test_missing_acknowledged_data_is_an_error(blobs):
     store = blobs.instance
     upload = new_upload(store)
@@ -226,6 +286,29 @@ def test_one_writer_per_upload_across_processes(blobs):
         with store.open_upload(upload, received=0) as d:  # waits for the other writer
             assert d.size() == 4
         assert held.result(30) == "released"
+
+
+def test_a_non_waiting_open_is_refused_while_another_process_writes(blobs):
+    import concurrent.futures
+
+    store = blobs.instance
+    upload = new_upload(store)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        held = ex.submit(blobs.in_other_process, _hold_upload, upload, 1.5)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            with store.try_open_upload(upload) as d:
+                if d is None:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the other process never held the upload")
+        with pytest.raises(BlockingIOError):
+            with store.open_upload(upload, received=0, wait=False):
+                pass
+        assert held.result(30) == "released"
+    with store.open_upload(upload, received=4, wait=False) as d:
+        assert d.size() == 4
 
 
 def test_presigned_urls_are_optional(blobs):

@@ -173,6 +173,59 @@ def test_a_tag_survives_any_utf8(index):
         assert t.image_tags(r.id, dg(1)) == [tag] and t.get_tag(r.id, tag) == dg(1)
 
 
+def test_tags_iterate_in_utf8_byte_order_after_a_tag(index):
+    ix = index.instance
+    a, b = ix.write(lambda t: (repo(t, name="a"), repo(t, name="b")))
+    tags = {"b": 1, "a": 2, "A": 3, "a-b": 4, "a.b": 5, "ab": 6, "ä": 7, "z": 8, "_": 9, "0": 10, "a\u00ff": 11}
+
+    def setup(t):
+        for tag, n in tags.items():
+            t.put_image(a.id, dg(n), ImageRecord(1.0, 1, "m", "", b"{}"))
+            t.put_tag(a.id, tag, dg(n))
+        t.put_image(b.id, dg(99), ImageRecord(1.0, 1, "m", "", b"{}"))
+        t.put_tag(b.id, "0-in-b", dg(99))  # sorts among a's tags: never listed with them
+
+    ix.write(setup)
+    order = sorted(tags, key=str.encode)
+    with ix.read() as t:
+        assert list(t.iter_tags(a.id)) == [(tag, dg(tags[tag])) for tag in order]
+        for i, after in enumerate(order):
+            assert [tag for tag, _ in t.iter_tags(a.id, after)] == order[i + 1:]
+        assert [tag for tag, _ in t.iter_tags(a.id, "a0")] == [tag for tag in order if tag.encode() > b"a0"]
+        assert list(t.iter_tags(b.id)) == [("0-in-b", dg(99))]
+        assert list(t.iter_tags(b.id, "0-in-b")) == []
+        assert list(t.iter_tags(a.id + b.id + 1)) == []
+    ix.write(lambda t: t.delete_tag(a.id, "ab", dg(tags["ab"])))
+    with ix.read() as t:
+        assert [tag for tag, _ in t.iter_tags(a.id, "a.b")] == [tag for tag in order if tag.encode() > b"a.b"
+                                                                   and tag != "ab"]
+
+
+def test_referrers_are_kept_per_repository_and_subject(index):
+    ix = index.instance
+    a, b = ix.write(lambda t: (repo(t, name="a"), repo(t, name="b")))
+    subject, other = dg(1), dg(2)  # neither is stored as an image: a subject need not be
+
+    def setup(t):
+        for n in (12, 10, 11):
+            t.add_referrer(a.id, subject, dg(n))
+        t.add_referrer(a.id, subject, dg(10))  # added twice: listed once
+        t.add_referrer(a.id, other, dg(13))
+        t.add_referrer(b.id, subject, dg(14))
+        return t.referrers(a.id, subject)  # a write sees its own additions
+
+    assert ix.write(setup) == sorted([dg(10), dg(11), dg(12)])
+    with ix.read() as t:
+        assert t.referrers(a.id, subject) == sorted([dg(10), dg(11), dg(12)])
+        assert t.referrers(a.id, other) == [dg(13)]
+        assert t.referrers(b.id, subject) == [dg(14)]
+        assert t.referrers(b.id, other) == [] and t.referrers(a.id, dg(3)) == []
+    ix.write(lambda t: (t.delete_referrer(a.id, subject, dg(11)), t.delete_referrer(a.id, subject, dg(99))))
+    with ix.read() as t:
+        assert t.referrers(a.id, subject) == sorted([dg(10), dg(12)])
+        assert t.referrers(b.id, subject) == [dg(14)]
+
+
 # --- the transaction contract ------------------------------------------------------------------
 
 

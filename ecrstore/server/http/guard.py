@@ -11,8 +11,14 @@ or a connection slot indefinitely. :func:`guarded_protocol` answers a subclass t
   previous response) to arrive whole; a connection that has sent part of a head by then gets
   ``408 Request Timeout``, one that has sent nothing is closed quietly.
 
-Everything after the head (bodies, keep-alive, pipelining, the concurrency limit) is uvicorn's
-own behaviour, unchanged. One instance per connection, on the worker's event loop.
+and, after the head, buffers up to ``body_buffer`` bytes of a request body before it stops
+reading the socket until the app takes them (uvicorn's own mark is 64 KiB, which makes a
+multi-GiB blob body arrive in ~16,000 pause/resume round trips: measured here, a bare uvicorn
+app receiving 1 GiB ran at 0.45–0.68 GB/s with 64 KiB and 1.1–1.3 GB/s with 2 MiB). Memory per
+connection stays bounded: ``body_buffer`` plus one read.
+
+Everything else (keep-alive, pipelining, the concurrency limit) is uvicorn's own behaviour,
+unchanged. One instance per connection, on the worker's event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HeadLimits", "guarded_protocol"]
+__all__ = ["BODY_BUFFER_BYTES", "HeadLimits", "guarded_protocol"]
+
+#: Bytes of a request body a connection buffers before it stops reading (see the module doc).
+BODY_BUFFER_BYTES = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,11 @@ class HeadLimits:
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
-def guarded_protocol(limits: HeadLimits) -> type:
-    """uvicorn's httptools protocol with ``limits`` on every request head."""
+def guarded_protocol(limits: HeadLimits, body_buffer: int = BODY_BUFFER_BYTES) -> type:
+    """uvicorn's httptools protocol with ``limits`` on every request head, buffering up to
+    ``body_buffer`` bytes of a body."""
+    if body_buffer < 1:
+        raise ValueError("body_buffer must be positive")
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -96,6 +108,15 @@ def guarded_protocol(limits: HeadLimits) -> type:
             if self._in_head and self._head_bytes > limits.max_head_bytes:
                 self.logger.warning("request head over %d bytes: 431", limits.max_head_bytes)
                 self._refuse(431)
+
+        def on_body(self, body: bytes) -> None:
+            # uvicorn's on_body with this module's buffering mark in place of its 64 KiB.
+            if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:
+                return
+            self.cycle.body += body
+            if len(self.cycle.body) > body_buffer:
+                self.flow.pause_reading()
+            self.cycle.message_event.set()
 
         def on_headers_complete(self) -> None:
             self._in_head = False

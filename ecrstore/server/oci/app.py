@@ -32,11 +32,13 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ... import validate as v
 from ...digest import content_digest, try_parse_digest
 from ...errors import (
     EcrError,
     ImageAlreadyExistsException,
     ImageTagAlreadyExistsException,
+    InvalidParameterException,
     LayerAlreadyExistsException,
     RepositoryAlreadyExistsException,
     RepositoryNotFoundException,
@@ -58,6 +60,7 @@ from ..http.body import (
     content_length,
 )
 from ..http.headers import header_map, header_values, query_map, request_base_url
+from ..http.ranges import UNSATISFIABLE, plan_range
 from ..http.send import send_blob, send_response
 from ..http.types import Receive, Scope, Send
 from .errors import OciError, error_body, from_engine, internal_error, upload_range
@@ -262,13 +265,20 @@ class OciApp:
             return
         reader = await self._store(req, "blob", "DIGEST_INVALID", self.store.open_layer, name, digest)
         try:
-            await send_blob(req.send, req.method, req.headers, reader, [_API_VERSION])
-        except OSError:  # the client went away
-            pass
-        except Exception:
-            # The status line is gone: returning with the body incomplete makes uvicorn close
-            # the connection, which the client sees as a short read.
-            log.exception("request %s: blob read failed after the response started", req.request_id)
+            wanted = req.headers.get("range")
+            if plan_range(wanted, req.headers.get("if-range"), f'"{reader.digest}"', reader.size) is UNSATISFIABLE:
+                # Answered here rather than by send_blob, so that it carries the error JSON too.
+                raise OciError(416, "SIZE_INVALID", f"The range {wanted!r} is outside the blob's {reader.size} bytes",
+                               {"size": reader.size}, headers=[(b"content-range", f"bytes */{reader.size}".encode()),
+                                                               (b"accept-ranges", b"bytes")])
+            try:
+                await send_blob(req.send, req.method, req.headers, reader, [_API_VERSION])
+            except OSError:  # the client went away
+                pass
+            except Exception:
+                # The status line is gone: returning with the body incomplete makes uvicorn
+                # close the connection, which the client sees as a short read.
+                log.exception("request %s: blob read failed after the response started", req.request_id)
         finally:
             reader.close()
 
@@ -279,14 +289,23 @@ class OciApp:
         name, query = req.endpoint.name, req.query
         mount, source = query.get("mount"), query.get("from")
         if mount is not None and source:
-            mounted = _digest(mount)
-            size = await self._pushing(req, self.store.mount_layer, name, mounted, source,
-                                       context="blob", invalid_code="NAME_INVALID")
-            if size is not None:
+            parsed = try_parse_digest(mount)
+            mounted = str(parsed) if parsed is not None and parsed.is_sha256 else None
+            size = None
+            if mounted is not None:
+                try:
+                    size = await self._pushing(req, self.store.mount_layer, name, mounted, source,
+                                               context="blob", invalid_code="NAME_INVALID")
+                except OciError as e:
+                    if not isinstance(e.engine, InvalidParameterException):
+                        raise
+                    # A malformed source name: no mount, which the upload below stands in for.
+            if mounted is not None and size is not None:
                 await self._discard(req)
                 await self._reply(req, 201, _blob_created(name, mounted))
                 return
-            # Not visible to the caller there: a normal upload, as the spec says.
+            # Not visible to the caller there, or not a digest or repository name at all: a
+            # normal upload, as the spec says (and distribution does).
         wanted = query.get("digest")
         digest = _digest(wanted) if wanted is not None else None
         started = await self._pushing(req, self.store.initiate_layer_upload, name,
@@ -308,6 +327,10 @@ class OciApp:
 
     async def _upload(self, req: _Request) -> None:
         name, upload_id = req.endpoint.name, req.endpoint.ref
+        try:
+            v.upload_id(upload_id)
+        except InvalidParameterException:  # no upload has such an id: unknown, as the spec answers
+            raise OciError(404, "BLOB_UPLOAD_UNKNOWN", f"No upload has the id {upload_id!r}") from None
         if req.method == "GET":
             received = await self._store(req, "upload", "BLOB_UPLOAD_UNKNOWN", self.store.upload_status,
                                          name, upload_id)
