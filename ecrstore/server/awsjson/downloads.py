@@ -27,7 +27,7 @@ from typing import Any
 
 from ...errors import EcrError, LayersNotFoundException, RepositoryNotFoundException
 from ..http.headers import header_map, query_map, raw_path
-from ..http.send import send_blob
+from ..http.send import RangeNotSatisfiable, send_blob, send_response
 from ..http.types import Receive, Scope, Send
 from .codec import http_status
 from .responses import error_response, internal_error, send_json
@@ -84,6 +84,12 @@ class LayerDownloads:
         reader = await loop.run_in_executor(self._executor, self._open, method, raw_path(scope), query_map(scope))
         try:
             await send_blob(send, method, headers, reader, [(b"x-amzn-requestid", request_id.encode())])
+        except RangeNotSatisfiable as e:
+            body = b"Requested range not satisfiable"
+            await send_response(send, 416, [(b"content-type", b"text/plain"),
+                                            (b"content-length", str(len(body)).encode()), *e.headers,
+                                            (b"x-amzn-requestid", request_id.encode())],
+                                b"" if method == "HEAD" else body)
         except OSError:  # the client went away
             pass
         except Exception:

@@ -21,7 +21,7 @@ from typing import Any
 from .ranges import UNSATISFIABLE, ByteRange, plan_range
 from .types import Send
 
-__all__ = ["CHUNK_BYTES", "send_blob", "send_response", "send_view"]
+__all__ = ["CHUNK_BYTES", "RangeNotSatisfiable", "send_blob", "send_response", "send_view"]
 
 #: Bytes per ``http.response.body`` message (a multiple of every page size).
 CHUNK_BYTES = 1 << 20
@@ -66,27 +66,35 @@ async def send_view(send: Send, view: memoryview, span: ByteRange, chunk_bytes: 
         view.release()
 
 
+class RangeNotSatisfiable(Exception):
+    """The request's ``Range`` lies outside the blob: nothing was sent. ``headers`` are the
+    ones a 416 carries (``Content-Range: bytes */size`` and the validators, not the caller's
+    extras); each protocol answers it with its own body and headers."""
+
+    def __init__(self, size: int, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(f"the range is outside the blob's {size} bytes")
+        self.size = size
+        self.headers = headers
+
+
 async def send_blob(send: Send, method: str, headers: Mapping[str, str], reader: Any,
                     extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """Answer a GET or HEAD of a stored blob from ``reader`` (a :class:`ecrstore.blobs.base.
     BlobReader`): ``Content-Length``, ``Accept-Ranges``, ``ETag`` (the digest, quoted: a strong
     validator, since the bytes behind a digest never change), ``Docker-Content-Digest``, the
     ``extra`` headers; ``Range``/``If-Range`` per :mod:`.ranges` (206 with ``Content-Range``,
-    416 with ``Content-Range: bytes */size``, else 200). HEAD sends the same status and
-    headers without the body. The body goes out of the reader's memory map in place
+    else 200; an unsatisfiable range raises :class:`RangeNotSatisfiable` before anything is
+    sent, for the caller to answer in its protocol). HEAD sends the same status and headers
+    without the body. The body goes out of the reader's memory map in place
     (:func:`send_view`). Raises what ``send`` raises; the caller closes the reader."""
     size = reader.size
     etag = f'"{reader.digest}"'
     wanted = plan_range(headers.get("range"), headers.get("if-range"), etag, size)
-    common = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
-              (b"docker-content-digest", reader.digest.encode()), *extra]
+    validators = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
+                  (b"docker-content-digest", reader.digest.encode())]
     if wanted is UNSATISFIABLE:
-        body = b"Requested range not satisfiable"
-        await send_response(send, 416, [
-            (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
-            (b"content-range", f"bytes */{size}".encode()), *common,
-        ], b"" if method == "HEAD" else body)
-        return
+        raise RangeNotSatisfiable(size, [(b"content-range", f"bytes */{size}".encode()), *validators])
+    common = [*validators, *extra]
     span = wanted or ByteRange(0, size - 1)
     response_headers = [(b"content-type", b"application/octet-stream"),
                         (b"content-length", str(span.length if size else 0).encode()), *common]

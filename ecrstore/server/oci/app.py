@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import orjson
 
@@ -60,8 +61,7 @@ from ..http.body import (
     content_length,
 )
 from ..http.headers import header_map, header_values, query_map, request_base_url
-from ..http.ranges import UNSATISFIABLE, plan_range
-from ..http.send import send_blob, send_response
+from ..http.send import RangeNotSatisfiable, send_blob, send_response
 from ..http.types import Receive, Scope, Send
 from .errors import OciError, error_body, from_engine, internal_error, upload_range
 from .ingest import WINDOW_BYTES, stream_into
@@ -265,20 +265,16 @@ class OciApp:
             return
         reader = await self._store(req, "blob", "DIGEST_INVALID", self.store.open_layer, name, digest)
         try:
-            wanted = req.headers.get("range")
-            if plan_range(wanted, req.headers.get("if-range"), f'"{reader.digest}"', reader.size) is UNSATISFIABLE:
-                # Answered here rather than by send_blob, so that it carries the error JSON too.
-                raise OciError(416, "SIZE_INVALID", f"The range {wanted!r} is outside the blob's {reader.size} bytes",
-                               {"size": reader.size}, headers=[(b"content-range", f"bytes */{reader.size}".encode()),
-                                                               (b"accept-ranges", b"bytes")])
-            try:
-                await send_blob(req.send, req.method, req.headers, reader, [_API_VERSION])
-            except OSError:  # the client went away
-                pass
-            except Exception:
-                # The status line is gone: returning with the body incomplete makes uvicorn
-                # close the connection, which the client sees as a short read.
-                log.exception("request %s: blob read failed after the response started", req.request_id)
+            await send_blob(req.send, req.method, req.headers, reader, [_API_VERSION])
+        except RangeNotSatisfiable as e:
+            raise OciError(416, "SIZE_INVALID", f"The range {req.headers.get('range')!r} is outside the blob's "
+                           f"{e.size} bytes", {"size": e.size}, headers=e.headers) from None
+        except OSError:  # the client went away
+            pass
+        except Exception:
+            # The status line is gone: returning with the body incomplete makes uvicorn close
+            # the connection, which the client sees as a short read.
+            log.exception("request %s: blob read failed after the response started", req.request_id)
         finally:
             reader.close()
 
@@ -359,7 +355,7 @@ class OciApp:
             body = BodyStream(req.receive, self._blob_limits, content_length(req.headers))
         except BodyError as e:
             raise _refusal(e) from None
-        if expected is not None and body_length(req.headers) not in (None, expected):
+        if expected is not None and _body_length(req.headers) not in (None, expected):
             raise OciError(416, "BLOB_UPLOAD_INVALID", "Content-Range and Content-Length disagree", close=True)
         if not self._budget.take(STREAM_BYTES):
             raise OciError(429, "TOOMANYREQUESTS", "The server is receiving its maximum of bodies; retry",
@@ -499,7 +495,7 @@ def _has_body(headers: dict[str, str]) -> bool:
     return "chunked" in headers.get("transfer-encoding", "").lower() or (length is not None and length.strip() != "0")
 
 
-def body_length(headers: dict[str, str]) -> int | None:
+def _body_length(headers: dict[str, str]) -> int | None:
     """The declared Content-Length (None when absent or not a number: BodyStream refuses the latter)."""
     value = headers.get("content-length")
     return int(value) if value is not None and value.strip().isdigit() else None
@@ -531,8 +527,6 @@ def _page(query: dict[str, str]) -> tuple[int, str | None]:
 
 
 def _next_link(path: str, limit: int, last: str) -> list[tuple[bytes, bytes]]:
-    from urllib.parse import quote
-
     return [(b"link", f'<{path}?n={limit}&last={quote(last, safe="")}>; rel="next"'.encode())]
 
 
