@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 
 from ecrstore import Store
 
@@ -33,3 +34,14 @@ def blob_files(root) -> list[str]:
     for dirpath, _, files in os.walk(os.path.join(root, "blobs")):
         out.extend(os.path.join(dirpath, f) for f in files)
     return out
+
+
+def random_bytes(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes, the same for the same seed."""
+    return random.Random(seed).randbytes(n)
+
+
+def read_layer(store: Store, repo: str, digest: str) -> bytes:
+    """The bytes of a layer of ``repo``, read back through the store."""
+    with store.open_layer(repo, digest) as rd:
+        return rd.read()

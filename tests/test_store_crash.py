@@ -68,7 +68,7 @@ from crash_writer import (
     make_plan,
     stream_content,
 )
-from storeutil import digest_of
+from storeutil import digest_of, read_layer
 
 from ecrstore import Sha256, Store, errors
 from ecrstore import uploads as uploads_module
@@ -248,11 +248,6 @@ def availability(store: Store, repo: str, dg: str) -> tuple[str | None, int | No
     if res.layers:
         return res.layers[0].layer_availability, res.layers[0].layer_size
     return None, None
-
-
-def read_layer(store: Store, repo: str, dg: str) -> bytes:
-    with store.open_layer(repo, dg) as rd:
-        return rd.read()
 
 
 class Checker:

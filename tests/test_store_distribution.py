@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
 
 import lmdb
 import pytest
-from storeutil import blob_files, digest_of, open_store, push
+from storeutil import blob_files, digest_of, open_store, push, random_bytes, read_layer
 
 from ecrstore import ImageIdentifier, ListImagesFilter, Store, errors
 from ecrstore.index import lmdb_codec
@@ -33,21 +32,9 @@ def store(tmp_path):
         yield s
 
 
-def data(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def read_layer(store, repo: str, digest: str) -> bytes:
-    with store.open_layer(repo, digest) as rd:
-        return rd.read()
-
-
-# --- mounts and unlinking --------------------------------------------------------------------
-
-
 def oci_image(store, repo: str = "app", seed: int = 0, **extra) -> str:
     """Push an OCI image's config and layer to ``repo``; its manifest text (``extra`` added)."""
-    config, layer = json.dumps({"seed": seed}).encode(), data(1500, seed=100 + seed)
+    config, layer = json.dumps({"seed": seed}).encode(), random_bytes(1500, seed=100 + seed)
     doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
            "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": push(store, repo, config)},
            "layers": [{"mediaType": OCI_LAYER, "size": len(layer), "digest": push(store, repo, layer)}], **extra}
@@ -69,7 +56,7 @@ def test_mount_links_a_layer_of_another_repository(store, tmp_path):
     assert store.mount_layer("app", config, "src") == len(json.dumps({"seed": 0}))
     (found,) = store.batch_check_layer_availability("app", [layer]).layers
     assert (found.layer_availability, found.layer_size, found.media_type) == ("AVAILABLE", 1500, OCI_LAYER)
-    assert read_layer(store, "app", layer) == data(1500, seed=100)
+    assert read_layer(store, "app", layer) == random_bytes(1500, seed=100)
     assert len(blob_files(tmp_path / "store")) == 2  # nothing copied
     assert store.put_image("app", manifest, image_tag="v1").image.image_id.image_digest == digest_of(manifest.encode())
 
@@ -107,7 +94,7 @@ def test_mounts_never_cross_registries(store):
 def test_delete_layer_unlinks_it_and_gc_reclaims_its_bytes(store, tmp_path):
     store.create_repository("keep")
     store.put_image("keep", oci_image(store, "keep"))  # holds (and references) the shared layer
-    shared, alone = data(1500, seed=100), data(1300, seed=10)
+    shared, alone = random_bytes(1500, seed=100), random_bytes(1300, seed=10)
     d_shared, d_alone = push(store, "app", shared), push(store, "app", alone)
     for d in (d_shared, d_alone):
         store.delete_layer("app", d)
@@ -253,7 +240,7 @@ def descriptor(text: str, media_type: str = OCI_MANIFEST) -> dict:
 
 def artifact(store, subject: dict, repo: str = "app", seed: int = 0, **extra) -> str:
     """An OCI artifact manifest naming ``subject``, its empty config and one layer pushed."""
-    config, layer = b"{}", data(200, seed=200 + seed)
+    config, layer = b"{}", random_bytes(200, seed=200 + seed)
     if store.batch_check_layer_availability(repo, [digest_of(config)]).failures:
         push(store, repo, config)
     doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from storeutil import digest_of, open_store
+from storeutil import digest_of, open_store, random_bytes, read_layer
 
 import ecrstore
 from ecrstore import Store, errors
@@ -27,10 +26,6 @@ def store(tmp_path):
     with open_store(tmp_path / "store") as s:
         s.create_repository("app")
         yield s
-
-
-def data(n: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 def stream(store, up: str, chunks, repo: str = "app", first: int | None = None, **kw) -> int:
@@ -50,11 +45,6 @@ def upload_file(store, up: str) -> bytes:
         return f.read()
 
 
-def read_layer(store, repo: str, digest: str) -> bytes:
-    with store.open_layer(repo, digest) as rd:
-        return rd.read()
-
-
 def run_child(script: str, *args: object) -> str:
     """Run ``script`` in another Python process importing this ecrstore; its stdout."""
     root = os.path.dirname(os.path.dirname(ecrstore.__file__))
@@ -66,7 +56,7 @@ def run_child(script: str, *args: object) -> str:
 
 
 def test_streamed_chunks_are_exactly_the_layer(store):
-    payload = data(70_000, seed=1)
+    payload = random_bytes(70_000, seed=1)
     up = store.initiate_layer_upload("app").upload_id
     with store.open_upload_stream("app", up) as s:
         s.write([payload[:1], bytearray(payload[1:1000]), memoryview(payload)[1000:1001]])
@@ -86,7 +76,7 @@ def test_streamed_chunks_are_exactly_the_layer(store):
 def test_one_stream_may_commit_several_times(store):
     """Each commit acknowledges what was written since the one before; what follows the last
     is given back at close."""
-    payload = data(5000, seed=2)
+    payload = random_bytes(5000, seed=2)
     up = store.initiate_layer_upload("app").upload_id
     with store.open_upload_stream("app", up) as s:
         s.write([payload[:2000]])
@@ -157,7 +147,7 @@ def test_a_stream_must_start_at_the_uploads_length(store):
     with pytest.raises(errors.InvalidLayerPartException) as ei:
         store.open_upload_stream("app", up, first_byte=5)
     assert ei.value.last_valid_byte_received is None  # nothing received yet
-    assert stream(store, up, [data(100)], first=0) == 100
+    assert stream(store, up, [random_bytes(100)], first=0) == 100
     for first in (0, 50, 99, 101, 10**9):
         with pytest.raises(errors.InvalidLayerPartException) as ei:
             store.open_upload_stream("app", up, first_byte=first)
@@ -240,7 +230,7 @@ def test_a_json_part_waits_for_an_open_stream(store):
 
 
 def test_closing_without_commit_leaves_the_upload_as_it_was(store):
-    payload = data(6000, seed=3)
+    payload = random_bytes(6000, seed=3)
     up = store.initiate_layer_upload("app").upload_id
     assert stream(store, up, pieces(payload[:3000], 700)) == 3000
     (before,) = store.list_uploads()
@@ -268,7 +258,7 @@ def test_chunks_of_any_size_complete_without_the_part_minimum(tmp_path):
     mib = 2**20
     with Store(tmp_path / "s", part_size=mib, min_part_size=mib, max_part_size=2 * mib) as store:
         store.create_repository("app")
-        payload = data(10_000, seed=4)
+        payload = random_bytes(10_000, seed=4)
         shapes = {"one byte at a time": [1] * 40, "odd sizes": [7, 1, 333, 4096, 2], "a small body first": [5000]}
         for name, sizes in shapes.items():
             up = store.initiate_layer_upload("app").upload_id
@@ -305,7 +295,7 @@ def test_an_empty_commit_changes_nothing(store):
 
 
 def test_a_committed_stream_survives_reopening_the_store(tmp_path):
-    payload = data(9000, seed=5)
+    payload = random_bytes(9000, seed=5)
     with open_store(tmp_path / "s") as store:
         store.create_repository("app")
         up = store.initiate_layer_upload("app").upload_id
@@ -344,7 +334,7 @@ with Store(path) as store, store.open_upload_stream("app", up, first_byte=first)
 def test_another_process_continues_from_the_stored_midstate(store):
     """The midstate is in the index: another process resumes the upload and completes it
     without reading the bytes this one wrote."""
-    payload = data(50_000, seed=6)
+    payload = random_bytes(50_000, seed=6)
     up = store.initiate_layer_upload("app").upload_id
     stream(store, up, pieces(payload[:20_000], 4096))
     assert upload_file(store, up) == payload[:20_000]
@@ -353,7 +343,7 @@ def test_another_process_continues_from_the_stored_midstate(store):
 
 
 def test_a_stream_is_usable_from_another_thread(store):
-    payload = data(4000, seed=7)
+    payload = random_bytes(4000, seed=7)
     up = store.initiate_layer_upload("app").upload_id
     s = store.open_upload_stream("app", up)
     answers: list = []
@@ -373,7 +363,7 @@ def test_a_stream_is_usable_from_another_thread(store):
 
 
 def test_json_parts_and_streams_continue_each_other(store):
-    payload = data(7000, seed=8)
+    payload = random_bytes(7000, seed=8)
     up = store.initiate_layer_upload("app").upload_id
     assert store.upload_layer_part("app", up, 0, 1023, payload[:1024]).last_byte_received == 1023
     assert stream(store, up, pieces(payload[1024:3000], 100), first=1024) == 3000
@@ -445,14 +435,14 @@ def test_streams_stop_at_the_layer_size_limit(store, monkeypatch):
 
     monkeypatch.setattr(uploads, "MAX_LAYER_BYTES", 5000)
     up = store.initiate_layer_upload("app").upload_id
-    stream(store, up, [data(4000)])
+    stream(store, up, [random_bytes(4000)])
     with store.open_upload_stream("app", up) as s:
         s.write([b"a" * 500])
         with pytest.raises(errors.LimitExceededException):
             s.write([b"b" * 250, b"c" * 251])
         assert s.offset == 4500
         assert s.commit() == 4500  # what came before the refused write is kept
-    assert upload_file(store, up) == data(4000) + b"a" * 500
+    assert upload_file(store, up) == random_bytes(4000) + b"a" * 500
     assert stream(store, up, [b"d" * 500]) == 5000
     with store.open_upload_stream("app", up) as s:
         with pytest.raises(errors.LimitExceededException):
@@ -460,7 +450,7 @@ def test_streams_stop_at_the_layer_size_limit(store, monkeypatch):
     with pytest.raises(errors.LimitExceededException):
         store.upload_layer_part("app", up, 5000, 5000, b"e")
     assert store.upload_status("app", up) == 5000
-    whole = data(4000) + b"a" * 500 + b"d" * 500
+    whole = random_bytes(4000) + b"a" * 500 + b"d" * 500
     assert store.complete_layer_upload("app", up, [digest_of(whole)], part_minimum=False).layer_digest == \
         digest_of(whole)
 
