@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from . import documents
 from . import validate as v
 from .errors import (
     InvalidParameterException,
@@ -153,6 +154,7 @@ class Repositories:
                     t.delete_upload(uid, up)
             for dg, _ in list(t.iter_links(rec.id)):
                 t.delete_link(rec.id, dg)
+            documents.drop_repository(t, rec.id)
             t.delete_repo(rec)
             return rec, uids
 

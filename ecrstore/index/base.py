@@ -35,7 +35,7 @@ from typing import Protocol, TypeVar
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = [
-    "BlobReads", "BlobWrites", "ImageReads", "ImageWrites", "Index", "IndexCounts", "ReadTxn",
+    "BlobReads", "BlobWrites", "DocReads", "DocWrites", "ImageReads", "ImageWrites", "Index", "IndexCounts", "ReadTxn",
     "RepoReads", "RepoWrites", "UploadReads", "UploadWrites", "WriteTxn",
 ]
 
@@ -199,13 +199,36 @@ class ImageWrites(ImageReads, Protocol):
     def delete_layer_ref(self, repo_id: int, layer: bytes, image: bytes) -> None: ...
 
 
-class ReadTxn(RepoReads, UploadReads, BlobReads, ImageReads, Protocol):
+class DocReads(Protocol):
+    """Small documents of the control plane (policies, rules, configurations, scan results),
+    stored as opaque bytes under (``kind``, ``key``); :mod:`ecrstore.documents` owns the kinds,
+    key layouts and encodings."""
+
+    def get_doc(self, kind: str, key: str) -> bytes | None: ...
+
+    def iter_docs(self, kind: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """(key, value) of the documents of ``kind`` whose key starts with ``prefix``, in key
+        order (UTF-8 bytes)."""
+        ...
+
+
+class DocWrites(DocReads, Protocol):
+    def put_doc(self, kind: str, key: str, value: bytes) -> None:
+        """Insert or replace."""
+        ...
+
+    def delete_doc(self, kind: str, key: str) -> bool:
+        """Remove; whether there was one."""
+        ...
+
+
+class ReadTxn(RepoReads, UploadReads, BlobReads, ImageReads, DocReads, Protocol):
     """Everything a read snapshot offers."""
 
     def counts(self) -> IndexCounts: ...
 
 
-class WriteTxn(ReadTxn, RepoWrites, UploadWrites, BlobWrites, ImageWrites, Protocol):
+class WriteTxn(ReadTxn, RepoWrites, UploadWrites, BlobWrites, ImageWrites, DocWrites, Protocol):
     """Everything a write transaction offers (its reads see its own writes)."""
 
 

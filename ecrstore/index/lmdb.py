@@ -326,6 +326,25 @@ class LmdbTxn:
     def layer_is_referenced(self, repo_id: int, layer: bytes) -> bool:
         return _has_prefix(self._t.cursor(db=self._db["layer_refs"]), _RID.pack(repo_id) + layer)
 
+    # control-plane documents
+    def get_doc(self, kind: str, key: str) -> bytes | None:
+        db = self._db["docs"]
+        return None if db is None else self._t.get(codec.doc_key(kind, key), db=db)
+
+    def iter_docs(self, kind: str, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        db, start = self._db["docs"], codec.doc_key(kind, prefix)
+        cur = None if db is None else self._t.cursor(db=db)  # None: a read-only older store
+        for k, v in (cur if cur is not None and cur.set_range(start) else ()):
+            if not k.startswith(start):
+                return
+            yield bytes(k[len(kind.encode()) + 1:]).decode(), bytes(v)
+
+    def put_doc(self, kind: str, key: str, value: bytes) -> None:
+        self._t.put(codec.doc_key(kind, key), value, db=self._db["docs"])
+
+    def delete_doc(self, kind: str, key: str) -> bool:
+        return bool(self._t.delete(codec.doc_key(kind, key), db=self._db["docs"]))
+
     def counts(self) -> IndexCounts:
         def n(name: str) -> int:
             return int(self._t.stat(self._db[name])["entries"])

@@ -23,6 +23,7 @@ image_tags    rid + dg + tag                   b"" (the tags of an image)
 image_refs    rid + child dg + parent dg       b"" (manifest lists referencing an image)
 layer_refs    rid + layer dg + image dg        media type the image references the blob with
 referrers     rid + subject dg + referrer dg   b"" (OCI referrers: manifests naming a subject)
+docs          kind (UTF-8) + 0x00 + key        a control-plane document (:mod:`ecrstore.documents`)
 counts        rid                              images in the repository (8-byte count)
 counts        b"R"/b"U" + registryId           repositories / uploads of a registry (8-byte)
 repo_ids      rid                              the repository's registry id (ascii)
@@ -39,7 +40,7 @@ from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadReco
 
 __all__ = [
     "DB_NAMES", "FORMAT_VERSION", "LATER_DBS", "REFERRERS_FLAG", "REGISTRY_COUNTS_FLAG", "RID", "TIME",
-    "registry_count_key", "repo_key",
+    "doc_key", "registry_count_key", "repo_key",
     "encode_repo", "decode_repo",
     "encode_upload", "decode_upload", "encode_blob", "decode_blob", "encode_link", "decode_link",
     "link_size_and_type", "encode_image", "decode_image",
@@ -50,10 +51,10 @@ RID = struct.Struct(">Q")
 TIME = struct.Struct(">d")
 DB_NAMES = (
     "meta", "repos", "uploads", "expiry", "repo_uploads", "blobs", "links", "blob_links",
-    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids", "referrers",
+    "images", "tags", "image_tags", "image_refs", "layer_refs", "counts", "repo_ids", "referrers", "docs",
 )
 #: Databases a store written before they existed may lack (a read-only open sees them empty).
-LATER_DBS = ("referrers",)
+LATER_DBS = ("referrers", "docs")
 
 _UPLOAD = struct.Struct(">BBHIQddQQQ16s")  # version, flags, 0, parts, repo, created, updated,
 #                                             received, last_first, last_last, last_xxh
@@ -74,6 +75,11 @@ def registry_count_key(kind: str, registry_id: str) -> bytes:
     """The ``counts`` key of a registry's count of repositories (``R``) or uploads (``U``);
     13 bytes, so never a repository's 8-byte id."""
     return kind.encode() + registry_id.encode()
+
+
+def doc_key(kind: str, key: str) -> bytes:
+    """The ``docs`` key of a document: kinds never hold a NUL, so kinds never share keys."""
+    return kind.encode() + b"\x00" + key.encode()
 
 
 def repo_key(registry_id: str, name: str) -> bytes:

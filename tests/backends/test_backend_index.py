@@ -226,6 +226,33 @@ def test_referrers_are_kept_per_repository_and_subject(index):
         assert t.referrers(b.id, subject) == [dg(14)]
 
 
+# --- control-plane documents -------------------------------------------------------------------
+
+
+def test_documents_are_kept_per_kind_in_key_order(index):
+    ix = index.instance
+
+    def setup(t):
+        t.put_doc("policy", "b", b"2")
+        t.put_doc("policy", "a/\u00e9", b"1")
+        t.put_doc("policy", "a", b"0")
+        t.put_doc("policyx", "a", b"other kind")  # a kind that extends another shares nothing
+        t.put_doc("rule", "a", b"r")
+        return t.get_doc("policy", "a")  # a write sees its own puts
+
+    assert ix.write(setup) == b"0"
+    with ix.read() as t:
+        assert list(t.iter_docs("policy")) == [("a", b"0"), ("a/\u00e9", b"1"), ("b", b"2")]
+        assert list(t.iter_docs("policy", "a/")) == [("a/\u00e9", b"1")]
+        assert list(t.iter_docs("policyx")) == [("a", b"other kind")]
+        assert t.get_doc("rule", "a") == b"r" and t.get_doc("rule", "b") is None
+    assert ix.write(lambda t: (t.put_doc("policy", "a", b"new"), t.delete_doc("policy", "b"),
+                               t.delete_doc("policy", "missing"))) == (None, True, False)
+    with ix.read() as t:
+        assert list(t.iter_docs("policy")) == [("a", b"new"), ("a/\u00e9", b"1")]
+        assert list(t.iter_docs("none")) == []
+
+
 # --- the transaction contract ------------------------------------------------------------------
 
 

@@ -101,11 +101,17 @@ class EcrApp:
     def __init__(self, store: Any, config: ServerConfig, verifier: SigV4Verifier | None, executor: Executor,
                  operations: Mapping[str, Operation] | None = None, tokens: RegistryTokens | None = None) -> None:
         self.store = store
-        #: What operations call: the store, and the front end's own operations.
-        self.targets = {"store": store, "server": Logins(tokens, getattr(store, "registry_id", DEFAULT_REGISTRY_ID))}
         self.config = config
         self.verifier = verifier
         self.operations = OPERATIONS if operations is None else operations
+        #: What operations call: the store, the front end's own operations, and the store's
+        #: areas (``store.<target>``: ``policies``, ``lifecycle``…) the other targets name.
+        self.targets: dict[str, Any] = {
+            "store": store, "server": Logins(tokens, getattr(store, "registry_id", DEFAULT_REGISTRY_ID)),
+        }
+        for op in self.operations.values():
+            if op.target not in self.targets:
+                self.targets[op.target] = getattr(store, op.target)
         self.limits = BodyLimits(config.max_body_bytes, config.body_idle_timeout, config.body_total_timeout)
         #: Body bytes this app (one per worker) holds at once, over all requests.
         self.budget = BufferBudget(config.max_buffered_bytes)

@@ -191,8 +191,10 @@ class Operation:
     #: lifetime); the front end supplies them.
     request_kwargs: tuple[str, ...] = ()
     _kwargs: dict[str, str] = field(init=False, repr=False, compare=False)
-    #: What the method is called on: ``"store"`` (the engine), or ``"server"`` for the few
-    #: operations the front end answers itself (GetAuthorizationToken needs the credentials).
+    #: What the method is called on: ``"store"`` (the engine's facade), an area of it (the
+    #: Store attribute of that name: ``"policies"`` calls ``store.policies.<method>``), or
+    #: ``"server"`` for the few operations the front end answers itself
+    #: (GetAuthorizationToken needs the credentials).
     target: str = "store"
     #: The top-level Blob member, if any: its value may arrive as a Base64Span.
     blob_member: str | None = field(init=False, default=None, compare=False)

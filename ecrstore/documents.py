@@ -1,0 +1,84 @@
+"""The control plane's documents in the index: their kinds, key layouts and encoding.
+
+Policies, lifecycle rules, registry configurations, pull-through cache rules, scan results and
+replication statuses are small JSON documents kept in the index's ``docs`` store (see
+:class:`~ecrstore.index.base.DocReads`), written inside the same transactions as the records
+they belong with. This module is their one owner: each kind and its key layout is named here.
+
+Keys: a repository's documents are keyed by the repository's id (:func:`repo_key`), never its
+name, so a deleted and re-created repository starts with none of the old one's (and
+:func:`drop_repository` removes them with the repository); per-image documents append the
+image digest's hex; registry documents are keyed by the registry id (:func:`registry_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from .index.base import ReadTxn, WriteTxn
+
+__all__ = [
+    "IMAGE_SCAN", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW", "PULL_THROUGH_RULE", "REGISTRY_POLICY",
+    "REGISTRY_SCANNING", "REPLICATION_CONFIG", "REPLICATION_STATUS", "REPOSITORY_KINDS", "REPOSITORY_POLICY",
+    "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key",
+]
+
+# Repository documents (key: repo_key, or image_key for per-image ones).
+REPOSITORY_POLICY = "repository-policy"
+LIFECYCLE_POLICY = "lifecycle-policy"
+LIFECYCLE_PREVIEW = "lifecycle-preview"
+IMAGE_SCAN = "image-scan"
+REPLICATION_STATUS = "replication-status"
+#: Kinds whose documents belong to one repository and go with it.
+REPOSITORY_KINDS = (REPOSITORY_POLICY, LIFECYCLE_POLICY, LIFECYCLE_PREVIEW, IMAGE_SCAN, REPLICATION_STATUS)
+
+# Registry documents (key: registry_key, or registry_key + "/" + a name).
+REGISTRY_POLICY = "registry-policy"
+REGISTRY_SCANNING = "registry-scanning"
+REPLICATION_CONFIG = "replication-config"
+PULL_THROUGH_RULE = "pull-through-rule"
+
+
+def repo_key(repo_id: int) -> str:
+    """A repository's key: fixed-width hex, so it is never a prefix of another's."""
+    return f"{repo_id:016x}"
+
+
+def image_key(repo_id: int, digest: bytes) -> str:
+    """The key of a per-image document (``digest``: the 32-byte sha256)."""
+    return f"{repo_id:016x}/{digest.hex()}"
+
+
+def registry_key(registry_id: str, name: str | None = None) -> str:
+    return registry_id if name is None else f"{registry_id}/{name}"
+
+
+def get(t: ReadTxn, kind: str, key: str) -> Any:
+    """The document, decoded; None when there is none."""
+    raw = t.get_doc(kind, key)
+    return None if raw is None else orjson.loads(raw)
+
+
+def items(t: ReadTxn, kind: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(key, document) of ``kind`` under ``prefix``, in key order."""
+    for key, raw in t.iter_docs(kind, prefix):
+        yield key, orjson.loads(raw)
+
+
+def put(t: WriteTxn, kind: str, key: str, doc: Any) -> None:
+    t.put_doc(kind, key, orjson.dumps(doc))
+
+
+def delete(t: WriteTxn, kind: str, key: str) -> bool:
+    return t.delete_doc(kind, key)
+
+
+def drop_repository(t: WriteTxn, repo_id: int) -> None:
+    """Remove every document of the repository (inside the transaction that deletes it)."""
+    prefix = repo_key(repo_id)
+    for kind in REPOSITORY_KINDS:
+        for key in [k for k, _ in t.iter_docs(kind, prefix)]:
+            t.delete_doc(kind, key)
