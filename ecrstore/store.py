@@ -173,6 +173,9 @@ class Store:
             self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
         )
+        #: Called with each PutImageResult after its commit, in order (the store's areas
+        #: register what follows a push here).
+        self._push_hooks: list[Callable[[PutImageResult], None]] = []
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -421,9 +424,17 @@ class Store:
         layer-less, over the layer limit, schema 1), ImageDigestDoesNotMatch, LayersNotFound
         (the config blob and every layer must be layers of this repository),
         ReferencedImagesNotFound, ImageTagAlreadyExists (immutable tags), ImageAlreadyExists,
-        LimitExceeded. One transaction, durable on return (durable mode)."""
-        return self._images.put_image(registry_id, repository_name, image_manifest,
-                                      image_manifest_media_type, image_tag, image_digest)
+        LimitExceeded. One transaction, durable on return (durable mode). What follows a
+        push (replication, scan on push) runs after the commit; its failures are its own
+        (logged and recorded in its status), never the push's."""
+        result = self._images.put_image(registry_id, repository_name, image_manifest,
+                                        image_manifest_media_type, image_tag, image_digest)
+        for hook in self._push_hooks:
+            try:
+                hook(result)
+            except Exception:  # the push is committed and acknowledged whatever a follow-up does
+                log.exception("after pushing %s:%s", result.image.repository_name, result.image.image_id)
+        return result
 
     def batch_get_image(self, repository_name: str, image_ids: Sequence[ImageIdentifier], *,
                         accepted_media_types: Sequence[str] | None = None,
