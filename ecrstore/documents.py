@@ -14,9 +14,8 @@ image digest's hex; registry documents are keyed by the registry id (:func:`regi
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from typing import Any
-
-import orjson
 
 from .index.base import ReadTxn, WriteTxn
 
@@ -59,17 +58,17 @@ def registry_key(registry_id: str, name: str | None = None) -> str:
 def get(t: ReadTxn, kind: str, key: str) -> Any:
     """The document, decoded; None when there is none."""
     raw = t.get_doc(kind, key)
-    return None if raw is None else orjson.loads(raw)
+    return None if raw is None else json.loads(raw)
 
 
 def items(t: ReadTxn, kind: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(key, document) of ``kind`` under ``prefix``, in key order."""
     for key, raw in t.iter_docs(kind, prefix):
-        yield key, orjson.loads(raw)
+        yield key, json.loads(raw)
 
 
 def put(t: WriteTxn, kind: str, key: str, doc: Any) -> None:
-    t.put_doc(kind, key, orjson.dumps(doc))
+    t.put_doc(kind, key, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def delete(t: WriteTxn, kind: str, key: str) -> bool:
