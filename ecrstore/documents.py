@@ -68,7 +68,7 @@ def items(t: ReadTxn, kind: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def put(t: WriteTxn, kind: str, key: str, doc: Any) -> None:
-    t.put_doc(kind, key, json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+    t.put_doc(kind, key, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def delete(t: WriteTxn, kind: str, key: str) -> bool:
