@@ -97,8 +97,7 @@ class Store:
     Quotas (LimitExceededException past them): layers per image, images per repository,
     repositories per registry, uploads in progress per registry.
 
-    Areas: ``settings`` (:class:`~ecrstore.repository_settings.RepositorySettings`) tags
-    repositories and changes their settings.
+    Areas: ``settings`` (resource tags, tag mutability, scan on push, ListImageReferrers).
 
     ``registry_host`` (``host:port``) is where clients reach this store's registry (``ecrstore
     serve --public-url``): repositoryUri is ``<registry_host>/<name>``; without it, ECR's
@@ -180,7 +179,6 @@ class Store:
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
-        #: Resource tags, tag mutability, scan on push and ListImageReferrers.
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
 
     # --- lifecycle -----------------------------------------------------------------------
