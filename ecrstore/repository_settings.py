@@ -21,6 +21,7 @@ from .digest import parse_digest
 from .errors import invalid_parameter, repository_not_found
 from .index.base import Index, WriteTxn
 from .index.records import RepoRecord
+from .limits import MAX_REFERRER_RESULTS
 from .models import (
     ExclusionFilter,
     ImageReferrer,
@@ -39,11 +40,8 @@ from .models import (
 from .repositories import Repositories
 from .tokens import decode_token, encode_token
 
-__all__ = ["REFERRER_PAGE", "RepositorySettings"]
+__all__ = ["RepositorySettings"]
 
-#: ListImageReferrers' largest page (the service model's bound for its maxResults), and the
-#: page answered when none is asked for.
-REFERRER_PAGE = 50
 _ARTIFACT_STATUS = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
 #: The most artifact types one filter may name, and the longest one.
 _MAX_ARTIFACT_TYPES = 5
@@ -170,7 +168,7 @@ class RepositorySettings:
             raise invalid_parameter("subjectId", "Member must be a structure with an imageDigest")
         subject = str(parse_digest(subject_id.image_digest, "subjectId.imageDigest"))
         types, status = _referrer_filter(filter)
-        page = v.max_results(max_results, upper=REFERRER_PAGE) or REFERRER_PAGE
+        page = v.max_results(max_results, upper=MAX_REFERRER_RESULTS) or MAX_REFERRER_RESULTS
         after = _read_token(next_token, registry, name, subject) if next_token is not None else None
         found = [r for r in self._list_referrers(registry, name, subject, None)
                  if (not types or r.artifact_type in types) and status in ("ACTIVE", "ANY")

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import InvalidParameterException, InvalidTagParameterException, TooManyTagsException, invalid_parameter
-from .limits import MAX_REPOSITORY_TAGS, MAX_RESULTS, MAX_TAG_CHARS
+from .limits import (
+    MAX_REPOSITORY_TAGS,
+    MAX_RESULTS,
+    MAX_TAG_CHARS,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+)
 from .models import EncryptionConfiguration, ExclusionFilter, ImageScanningConfiguration, Tag
 
 #: The service model's pattern for repositoryName, the one enforced.
@@ -121,14 +127,12 @@ def max_results(value: Any, member: str = "maxResults", upper: int = MAX_RESULTS
     return n
 
 
-#: What a repository tag's key and value may hold (ECR's ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*``): letters,
-#: separators and numbers of any script, and these symbols.
+#: ECR's pattern for a repository tag's key and value: letters, separators and numbers of any
+#: script, and the symbols ``_.:/=+-@`` (checked by Unicode category: ``re`` has no ``\p{}``).
 TAG_CHARACTERS = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
 _TAG_SYMBOLS = frozenset("_.:/=+-@")
 #: Keys starting with this (in any letter case) are reserved for the service.
 RESERVED_TAG_PREFIX = "aws:"
-MAX_TAG_KEY_CHARS = 128
-MAX_TAG_VALUE_CHARS = 256
 
 
 def _tag_text_ok(text: str) -> bool:
