@@ -96,7 +96,8 @@ class Images:
             existing = t.get_image(repo.id, dg, with_manifest=False)
             if image_tag is not None:
                 points_at = t.get_tag(repo.id, image_tag)
-                if points_at is not None and _tag_is_immutable(repo, image_tag):
+                # The record read in this transaction: a mutability change applies at once.
+                if points_at is not None and _tag_is_immutable(cur, image_tag):
                     raise ImageTagAlreadyExistsException(
                         f"The image tag '{image_tag}' already exists in the '{repo.name}' repository "
                         f"and cannot be overwritten because the tag is immutable."

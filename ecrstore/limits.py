@@ -11,8 +11,9 @@ __all__ = [
     "DEFAULT_UPLOAD_TTL",
     "MAX_IMAGES_PER_REPOSITORY", "MAX_LAYERS_PER_IMAGE", "MAX_LAYER_BYTES", "MAX_MANIFEST_CHARS",
     "MAX_PARTS", "MAX_PART_BYTES", "MAX_REPOSITORIES_PER_REGISTRY", "MAX_UPLOADS_PER_REGISTRY",
-    "MAX_REPOSITORY_TAGS", "MAX_TAGS_PER_IMAGE", "MAX_TAG_CHARS", "MIN_PART_BYTES",
-    "MAX_RESULTS", "DEFAULT_PAGE",
+    "MAX_REPOSITORY_TAGS", "MAX_TAG_KEY_CHARS", "MAX_TAG_VALUE_CHARS", "MAX_TAGS_PER_IMAGE", "MAX_TAG_CHARS",
+    "MIN_PART_BYTES",
+    "MAX_RESULTS", "DEFAULT_PAGE", "MAX_REFERRER_RESULTS",
 ]
 
 #: The registry (account) calls address when they name none.
@@ -46,9 +47,13 @@ MAX_IMAGES_PER_REPOSITORY = 10_000
 #: one tenant cannot fill the disk with abandoned uploads for every other).
 MAX_REPOSITORIES_PER_REGISTRY = 100_000
 MAX_UPLOADS_PER_REGISTRY = 10_000
-#: Resource tags of a repository.
+#: Resource tags of a repository, and the characters of a tag's key and of its value.
 MAX_REPOSITORY_TAGS = 50
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
 
 #: Pagination: the largest maxResults, and the page size when none is asked for.
 MAX_RESULTS = 1000
 DEFAULT_PAGE = 100
+#: ListImageReferrers' largest page (its own bound for maxResults), also its default page.
+MAX_REFERRER_RESULTS = 50

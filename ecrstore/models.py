@@ -43,6 +43,15 @@ __all__ = [
     "ImageDetail",
     "DescribeImagesResult",
     "GetDownloadUrlForLayerResult",
+    "TagResourceResult",
+    "UntagResourceResult",
+    "ListTagsForResourceResult",
+    "PutImageTagMutabilityResult",
+    "PutImageScanningConfigurationResult",
+    "SubjectIdentifier",
+    "ListImageReferrersFilter",
+    "ImageReferrer",
+    "ListImageReferrersResult",
 ]
 
 
@@ -59,10 +68,11 @@ class ImageScanningConfiguration:
 
 @dataclass(frozen=True, slots=True)
 class Tag:
-    """A repository's resource tag (ECR's ``{Key, Value}``)."""
+    """A repository's resource tag (ECR's ``{Key, Value}``: ``wire`` names the members the
+    JSON codec answers, capitalised as ECR spells them)."""
 
-    key: str
-    value: str
+    key: str = field(metadata={"wire": "Key"})
+    value: str = field(metadata={"wire": "Value"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,8 @@ class Repository:
     image_tag_mutability: str
     image_scanning_configuration: ImageScanningConfiguration
     encryption_configuration: EncryptionConfiguration
+    #: The tag patterns excepted from ``image_tag_mutability`` (None when there are none).
+    image_tag_mutability_exclusion_filters: tuple[ExclusionFilter, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,3 +286,70 @@ class AuthorizationData:
 @dataclass(frozen=True, slots=True)
 class GetAuthorizationTokenResult:
     authorization_data: tuple[AuthorizationData, ...]
+
+
+# --- resource tags, repository settings, image referrers ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TagResourceResult:
+    """TagResource answers an empty object."""
+
+
+@dataclass(frozen=True, slots=True)
+class UntagResourceResult:
+    """UntagResource answers an empty object."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListTagsForResourceResult:
+    tags: tuple[Tag, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PutImageTagMutabilityResult:
+    registry_id: str
+    repository_name: str
+    image_tag_mutability: str
+    image_tag_mutability_exclusion_filters: tuple[ExclusionFilter, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutImageScanningConfigurationResult:
+    registry_id: str
+    repository_name: str
+    image_scanning_configuration: ImageScanningConfiguration
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectIdentifier:
+    """ListImageReferrers' subject: the digest of the manifest the referrers point at."""
+
+    image_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListImageReferrersFilter:
+    """ListImageReferrers' filter: artifact types (any of them; None or empty: all) and an
+    artifact status (``ACTIVE``, ``ARCHIVED``, ``ACTIVATING`` or ``ANY``)."""
+
+    artifact_types: tuple[str, ...] | list[str] | None = None
+    artifact_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReferrer:
+    """A referrer as ListImageReferrers answers it (an OCI descriptor and its status)."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+    artifact_status: str = "ACTIVE"
+
+
+@dataclass(frozen=True, slots=True)
+class ListImageReferrersResult:
+    referrers: tuple[ImageReferrer, ...]
+    next_token: str | None = None

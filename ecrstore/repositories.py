@@ -178,9 +178,16 @@ class Repositories:
         return None
 
     def result(self, rec: RepoRecord) -> Repository:
-        """ECR's Repository shape of a record."""
+        """ECR's Repository shape of a record: the exclusion filters when there are any, and
+        for KMS encryption without a named key the ARN of the AWS-managed key ECR uses."""
+        kms_key = rec.kms_key
+        if kms_key is None and rec.encryption_type != "AES256":
+            kms_key = f"arn:aws:kms:{self.region}:{rec.registry_id}:alias/aws/ecr"
+        filters = tuple(ExclusionFilter(f["filter"], f["filterType"])
+                        for f in rec.image_tag_mutability_exclusion_filters)
         return Repository(
-            repository_arn=f"arn:aws:ecr:{self.region}:{rec.registry_id}:repository/{rec.name}",
+            repository_arn=v.REPOSITORY_ARN_FORMAT.format(region=self.region, registry=rec.registry_id,
+                                                          name=rec.name),
             registry_id=rec.registry_id,
             repository_name=rec.name,
             repository_uri=(f"{self.registry_host}/{rec.name}" if self.registry_host
@@ -188,7 +195,8 @@ class Repositories:
             created_at=rec.created_at,
             image_tag_mutability=rec.image_tag_mutability,
             image_scanning_configuration=ImageScanningConfiguration(rec.scan_on_push),
-            encryption_configuration=EncryptionConfiguration(rec.encryption_type, rec.kms_key),
+            encryption_configuration=EncryptionConfiguration(rec.encryption_type, kms_key),
+            image_tag_mutability_exclusion_filters=filters or None,
         )
 
 

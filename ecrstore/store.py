@@ -75,6 +75,7 @@ from .models import (
     UploadLayerPartResult,
 )
 from .repositories import Repositories
+from .repository_settings import RepositorySettings
 from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
 
@@ -95,6 +96,8 @@ class Store:
     ``max_part_size``; uploads idle longer than ``upload_ttl`` seconds answer UploadNotFound.
     Quotas (LimitExceededException past them): layers per image, images per repository,
     repositories per registry, uploads in progress per registry.
+
+    Areas: ``settings`` (resource tags, tag mutability, scan on push, ListImageReferrers).
 
     ``registry_host`` (``host:port``) is where clients reach this store's registry (``ecrstore
     serve --public-url``): repositoryUri is ``<registry_host>/<name>``; without it, ECR's
@@ -176,6 +179,7 @@ class Store:
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
+        self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
 
     # --- lifecycle -----------------------------------------------------------------------
 

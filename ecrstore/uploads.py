@@ -99,7 +99,9 @@ class Uploads:
         now = time.time()
 
         def commit(t: WriteTxn) -> None:
-            if t.get_repo(repo.registry_id, repo.name) != repo:
+            # The same repository (by id: its settings and tags may have changed meanwhile).
+            cur = t.get_repo(repo.registry_id, repo.name)
+            if cur is None or cur.id != repo.id:
                 raise repository_not_found(repo.registry_id, repo.name)
             if t.count_uploads(repo.registry_id) >= self._max_open:
                 raise LimitExceededException(

@@ -8,12 +8,19 @@ normalised value. No function here has effects.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import InvalidParameterException, InvalidTagParameterException, TooManyTagsException, invalid_parameter
-from .limits import MAX_REPOSITORY_TAGS, MAX_RESULTS, MAX_TAG_CHARS
+from .limits import (
+    MAX_REPOSITORY_TAGS,
+    MAX_RESULTS,
+    MAX_TAG_CHARS,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+)
 from .models import EncryptionConfiguration, ExclusionFilter, ImageScanningConfiguration, Tag
 
 #: The service model's pattern for repositoryName, the one enforced.
@@ -110,32 +117,81 @@ def str_list(value: Any, member: str, *, min_items: int = 1, max_items: int = 10
     return list(value)
 
 
-def max_results(value: Any, member: str = "maxResults") -> int | None:
+def max_results(value: Any, member: str = "maxResults", upper: int = MAX_RESULTS) -> int | None:
+    """A page size of 1..``upper`` (the service model's bound for this member), or None."""
     if value is None:
         return None
     n = non_negative(value, member)
-    if not 1 <= n <= MAX_RESULTS:
-        raise invalid_parameter(member, f"Member must have value between 1 and {MAX_RESULTS}")
+    if not 1 <= n <= upper:
+        raise invalid_parameter(member, f"Member must have value between 1 and {upper}")
     return n
 
 
-def tags(tags: Sequence[Tag] | None) -> list[dict[str, str]]:
+#: ECR's pattern for a repository tag's key and value: letters, separators and numbers of any
+#: script, and the symbols ``_.:/=+-@`` (checked by Unicode category: ``re`` has no ``\p{}``).
+TAG_CHARACTERS = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
+_TAG_SYMBOLS = frozenset("_.:/=+-@")
+#: Keys starting with this (in any letter case) are reserved for the service.
+RESERVED_TAG_PREFIX = "aws:"
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(c in _TAG_SYMBOLS or unicodedata.category(c)[0] in "LZN" for c in text)
+
+
+def tag_key(key: Any, member: str = "tags") -> str:
+    """A repository tag's key: 1..128 allowed characters, not starting with ``aws:``.
+    Raises InvalidTagParameterException."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_TAG_KEY_CHARS:
+        raise InvalidTagParameterException(
+            f"Tag keys must be strings of 1 to {MAX_TAG_KEY_CHARS} characters (at '{member}')")
+    if not _tag_text_ok(key):
+        raise InvalidTagParameterException(
+            f"The tag key '{key}' at '{member}' must satisfy regular expression pattern: {TAG_CHARACTERS}")
+    if key[:len(RESERVED_TAG_PREFIX)].lower() == RESERVED_TAG_PREFIX:
+        raise InvalidTagParameterException(
+            f"The tag key '{key}' at '{member}' uses the prefix '{RESERVED_TAG_PREFIX}', which is reserved")
+    return key
+
+
+def tag_keys(keys: Any, member: str = "tagKeys") -> list[str]:
+    """UntagResource's keys: a list of valid tag keys (possibly empty)."""
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+        raise invalid_parameter(member, "Member must be a list")
+    return [tag_key(k, member) for k in keys]
+
+
+def tags(tags: Sequence[Tag] | None, existing: Sequence[dict[str, str]] = ()) -> list[dict[str, str]]:
+    """Repository tags as stored (``{"Key", "Value"}`` dicts): ``tags`` merged over
+    ``existing`` (a given key replaces the value it had, the last of a repeated key wins).
+
+    Raises InvalidTagParameterException for a key or value outside ECR's rules (see
+    :func:`tag_key`; values hold 0..256 of the same characters) and TooManyTagsException when
+    the request, or the merged set, holds more than :data:`MAX_REPOSITORY_TAGS` keys."""
     if tags is None:
-        return []
+        tags = ()
     if isinstance(tags, (str, bytes)) or not isinstance(tags, Sequence):
         raise InvalidTagParameterException("tags must be a list of Tag")
     if len(tags) > MAX_REPOSITORY_TAGS:
-        raise TooManyTagsException(f"A repository may have at most {MAX_REPOSITORY_TAGS} tags")
-    out = []
+        raise TooManyTagsException(f"A repository may have at most {MAX_REPOSITORY_TAGS} tags; "
+                                   f"{len(tags)} were given")
+    merged = {t["Key"]: t["Value"] for t in existing}
     for tag in tags:
         if not isinstance(tag, Tag):
             raise InvalidTagParameterException("tags must be a list of Tag")
-        if not isinstance(tag.key, str) or not 1 <= len(tag.key) <= 128:
-            raise InvalidTagParameterException("Tag keys must be strings of 1 to 128 characters")
-        if not isinstance(tag.value, str) or len(tag.value) > 256:
-            raise InvalidTagParameterException("Tag values must be strings of at most 256 characters")
-        out.append({"Key": tag.key, "Value": tag.value})
-    return out
+        tag_key(tag.key)
+        value = tag.value
+        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_CHARS:
+            raise InvalidTagParameterException(
+                f"Tag values must be strings of at most {MAX_TAG_VALUE_CHARS} characters")
+        if not _tag_text_ok(value):
+            raise InvalidTagParameterException(
+                f"The value of the tag '{tag.key}' must satisfy regular expression pattern: {TAG_CHARACTERS}")
+        merged[tag.key] = value
+    if len(merged) > MAX_REPOSITORY_TAGS:
+        raise TooManyTagsException(f"A repository may have at most {MAX_REPOSITORY_TAGS} tags; "
+                                   f"it would have {len(merged)}")
+    return [{"Key": k, "Value": val} for k, val in merged.items()]
 
 
 def encryption(conf: EncryptionConfiguration | None) -> EncryptionConfiguration:
@@ -167,6 +223,8 @@ def exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str
         raise invalid_parameter("imageTagMutabilityExclusionFilters", "Member must be a list of at most 5 filters")
     if filters and not mutability.endswith("_WITH_EXCLUSION"):
         raise InvalidParameterException("Exclusion filters need a *_WITH_EXCLUSION tag mutability")
+    if not filters and mutability.endswith("_WITH_EXCLUSION"):
+        raise InvalidParameterException(f"The tag mutability {mutability} needs at least one exclusion filter")
     out = []
     for f in filters:
         if not isinstance(f, ExclusionFilter) or f.filter_type != "WILDCARD":
@@ -179,3 +237,24 @@ def exclusion_filters(filters: Sequence[ExclusionFilter] | None, mutability: str
                                     "Member must satisfy regular expression pattern: ^[0-9a-zA-Z._*-]{1,128}")
         out.append({"filterType": "WILDCARD", "filter": pattern})
     return out
+
+
+#: What a repository's ARN looks like: ``arn:aws:ecr:<region>:<registry>:repository/<name>``.
+REPOSITORY_ARN_FORMAT = "arn:aws:ecr:{region}:{registry}:repository/{name}"
+MAX_ARN_CHARS = 2048
+
+
+def repository_arn(value: Any, region: str, member: str = "resourceArn") -> tuple[str, str]:
+    """(registry, repository name) of a repository ARN of ``region``. Raises
+    InvalidParameterException for anything else (another region, service or resource type, a
+    malformed registry id or name, not an ARN at all)."""
+    arn = string(value, member, min_len=1, max_len=MAX_ARN_CHARS)
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[:3] != ["arn", "aws", "ecr"] or not parts[5].startswith("repository/"):
+        shape = REPOSITORY_ARN_FORMAT.format(region="<region>", registry="<registry>", name="<name>")
+        raise invalid_parameter(member, f"'{arn}' is not a valid repository ARN ({shape})")
+    if parts[3] != region:
+        raise invalid_parameter(member, f"The ARN's region '{parts[3]}' is not this registry's region '{region}'")
+    registry = registry_id(parts[4], "", member)
+    name = repository_name(parts[5][len("repository/"):], member)
+    return registry, name

@@ -1,8 +1,8 @@
 """AWS JSON 1.1 wire shapes: the engine's results as ECR's JSON, and errors as an HTTP status
 with ECR's error body.
 
-- :func:`to_wire`: a result dataclass as ECR's JSON object (camelCase members, ``None``
-  members left out).
+- :func:`to_wire`: a result dataclass as ECR's JSON object (camelCase members, or the name a
+  field's ``wire`` metadata gives; ``None`` members left out).
 - :func:`http_status`: the status an error is answered with, from :data:`STATUS_BY_CODE`
   (400 for every code not in it: the client's request was at fault).
 - :func:`error_body`: ``{"__type": code, "message": ..., <modeled fields>}``, the members
@@ -53,7 +53,9 @@ def to_wire(value: Any) -> Any:
         for f in dataclasses.fields(value):
             v = getattr(value, f.name)
             if v is not None:
-                key = _CAMEL.get(f.name) or _CAMEL.setdefault(f.name, _camel(f.name))
+                # A field may name its wire member (``metadata={"wire": "Key"}``) where ECR's
+                # spelling is not the camelCase of the field's name.
+                key = f.metadata.get("wire") or _CAMEL.get(f.name) or _CAMEL.setdefault(f.name, _camel(f.name))
                 out[key] = to_wire(v)
         return out
     if isinstance(value, (tuple, list)):

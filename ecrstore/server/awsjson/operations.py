@@ -318,6 +318,39 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }),
+    # --- repository settings: resource tags, tag mutability, scan on push, referrers ---
+    Operation("TagResource", "tag_resource", {
+        "resourceArn": Member(String(), required=True),
+        "tags": Member(ListOf(_TAG), required=True),
+    }, target="settings"),
+    Operation("UntagResource", "untag_resource", {
+        "resourceArn": Member(String(), required=True),
+        "tagKeys": Member(ListOf(String()), required=True),
+    }, target="settings"),
+    Operation("ListTagsForResource", "list_tags_for_resource", {
+        "resourceArn": Member(String(), required=True),
+    }, target="settings"),
+    Operation("PutImageTagMutability", "put_image_tag_mutability", {
+        "repositoryName": Member(String(), required=True),
+        "imageTagMutability": Member(String(), required=True),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(Structure({
+            "filterType": Member(String(), required=True), "filter": Member(String(), required=True),
+        }, into=m.ExclusionFilter))),
+    }, target="settings"),
+    Operation("PutImageScanningConfiguration", "put_image_scanning_configuration", {
+        "repositoryName": Member(String(), required=True),
+        "imageScanningConfiguration": Member(Structure({"scanOnPush": Member(Boolean())},
+                                                       into=m.ImageScanningConfiguration), required=True),
+    }, target="settings"),
+    Operation("ListImageReferrers", "list_image_referrers", {
+        "repositoryName": Member(String(), required=True),
+        "subjectId": Member(Structure({"imageDigest": Member(String(), required=True)},
+                                      into=m.SubjectIdentifier), required=True),
+        "filter": Member(Structure({"artifactTypes": Member(ListOf(String())),
+                                    "artifactStatus": Member(String())}, into=m.ListImageReferrersFilter)),
+        "maxResults": Member(Integer()),
+        "nextToken": Member(String()),
+    }, target="settings"),
 ]
 
 #: Operation name -> Operation.
