@@ -13,8 +13,8 @@ image digest's hex; registry documents are keyed by the registry id (:func:`regi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from .index.base import ReadTxn, WriteTxn

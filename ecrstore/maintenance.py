@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from .blobs.base import BlobStore, Retired
 from .digest import Digest
-from .errors import EcrError, HashStateError
-from .index.base import Index, WriteTxn
+from .errors import EcrError, HashStateError, UploadNotFoundException
+from .index.base import Index, ReadTxn, WriteTxn
+from .index.records import RepoRecord, UploadRecord
+from .models import UploadInfo
 from .uploads import Uploads
 
 log = logging.getLogger("ecrstore")
@@ -81,6 +83,31 @@ class Maintenance:
         self._index = index
         self._blobs = blobs
         self._uploads = uploads
+
+    # --- uploads in progress -------------------------------------------------------------
+
+    def list_uploads(self, registry: str, repo: RepoRecord | None) -> tuple[UploadInfo, ...]:
+        """Uploads in progress of ``repo`` (None: of every repository of ``registry``), oldest
+        first. One snapshot."""
+        with self._index.read() as t:
+            repos = {repo.id: repo} if repo is not None else {r.id: r for r in t.iter_repos(registry)}
+            found = [_upload_info(uid, rec, repos[rec.repo_id])
+                     for uid, rec in t.iter_uploads() if rec.repo_id in repos]
+        return tuple(sorted(found, key=lambda u: (u.created_at, u.upload_id)))
+
+    def abort_upload(self, registry: str, upload_id: str, uid: bytes,
+                     by_id: Callable[[ReadTxn, str, int], RepoRecord | None]) -> UploadInfo:
+        """Remove an upload of ``registry`` with its data (waiting for a part being written);
+        what it was. UploadNotFound for one unknown or of another registry."""
+        with self._index.read() as t:
+            rec = t.get_upload(uid)
+            owner = by_id(t, registry, rec.repo_id) if rec is not None else None
+        last = self._uploads.abort(uid, upload_id) if rec is not None and owner is not None else None
+        if last is None or owner is None:
+            raise UploadNotFoundException(
+                f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'"
+            )
+        return _upload_info(uid, last, owner)
 
     # --- gc ------------------------------------------------------------------------------
 
@@ -270,3 +297,8 @@ class Maintenance:
             uploads_in_progress=counts.uploads,
             reclaimable_bytes=reclaimable,
         )
+
+
+def _upload_info(uid: bytes, rec: UploadRecord, repo: RepoRecord) -> UploadInfo:
+    return UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name, rec.received, rec.parts,
+                      rec.created, rec.updated)

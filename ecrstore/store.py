@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -25,14 +24,13 @@ from .errors import (
     EcrError,
     InvalidParameterException,
     ServerException,
-    UploadNotFoundException,
     invalid_parameter,
     storage_failure,
 )
 from .hashing import PartSource
 from .images import Images
 from .index.lmdb import LmdbIndex
-from .index.records import RepoRecord, UploadRecord
+from .index.records import RepoRecord
 from .layers import Layers
 from .limits import (
     DEFAULT_GC_GRACE,
@@ -528,11 +526,7 @@ class Store:
         oldest first. Errors: RepositoryNotFound, InvalidParameter. One snapshot."""
         registry = v.registry_id(registry_id, self.registry_id)
         repo = self._repo(registry, repository_name) if repository_name is not None else None
-        with self._index.read() as t:
-            repos = {repo.id: repo} if repo is not None else {r.id: r for r in t.iter_repos(registry)}
-            found = [self._upload_info(uid, rec, repos[rec.repo_id])
-                     for uid, rec in t.iter_uploads() if rec.repo_id in repos]
-        return tuple(sorted(found, key=lambda u: (u.created_at, u.upload_id)))
+        return self._maint.list_uploads(registry, repo)
 
     def abort_upload(self, upload_id: str, *, registry_id: str | None = None) -> UploadInfo:
         """Remove an upload in progress now, with its data; answer what it was. Waits for a
@@ -541,15 +535,7 @@ class Store:
         self._writable()
         uid = v.upload_id(upload_id)
         registry = v.registry_id(registry_id, self.registry_id)
-        with self._index.read() as t:
-            rec = t.get_upload(uid)
-            owner = self._repos.by_id(t, registry, rec.repo_id) if rec is not None else None
-        if rec is None or owner is None:
-            raise _upload_not_found(upload_id, registry)
-        last = self._os(self._uploads.abort, uid, upload_id)
-        if last is None:
-            raise _upload_not_found(upload_id, registry)
-        return self._upload_info(uid, last, owner)
+        return self._os(self._maint.abort_upload, registry, upload_id, uid, self._repos.by_id)
 
     def purge_uploads(self) -> int:
         """Remove uploads idle past ``upload_ttl`` (found through the index, not the tree);
@@ -577,11 +563,6 @@ class Store:
             raise ServerException("the store is open read-only")
 
     @staticmethod
-    def _upload_info(uid: bytes, rec: UploadRecord, repo: RepoRecord) -> UploadInfo:
-        return UploadInfo(str(uuid.UUID(bytes=uid)), repo.registry_id, repo.name, rec.received, rec.parts,
-                          rec.created, rec.updated)
-
-    @staticmethod
     def _os(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn``; an OSError (disk full, I/O error) becomes ServerException."""
         try:
@@ -592,8 +573,3 @@ class Store:
             log.error("%s failed: %s", getattr(fn, "__name__", fn), e)
             raise storage_failure(e) from e
 
-
-def _upload_not_found(upload_id: str, registry: str) -> UploadNotFoundException:
-    return UploadNotFoundException(
-        f"The upload with id '{upload_id}' does not exist in the registry with id '{registry}'"
-    )
