@@ -37,7 +37,6 @@ whose condition uses anything else (another key, operator or qualifier) fails cl
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
@@ -220,7 +219,7 @@ def _check_action(item: str, where: str, registry: bool) -> None:
     if not sep or service.lower() != "ecr" or not name:
         raise PolicyError(f"{where}: {item!r} is not an ecr: action")
     known = REGISTRY_ACTIONS if registry else ECR_ACTIONS
-    if not any(_wildcard(name, True).fullmatch(a) for a in known):
+    if not any(_glob(name, a, True) for a in known):
         what = "an action a registry policy may grant" if registry else "an ECR action"
         raise PolicyError(f"{where}: {item!r} is not {what}")
 
@@ -276,7 +275,7 @@ def evaluate(doc: Mapping[str, Any], principal_account: str, principal_arn: str 
 
 def matches_action(pattern: str, action: str) -> bool:
     """Whether an Action entry (``ecr:Batch*``, ``*``) covers ``action``, as IAM compares them."""
-    return bool(_wildcard(pattern, True).fullmatch(action))
+    return _glob(pattern, action, True)
 
 
 def _statements(doc: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -313,9 +312,9 @@ def _action_matches(st: Mapping[str, Any], action: str) -> bool:
 
 def _resource_matches(st: Mapping[str, Any], resource: str) -> bool:
     if "Resource" in st:
-        return any(_wildcard(p, False).fullmatch(resource) for p in _listed(st["Resource"]))
+        return any(_glob(p, resource, False) for p in _listed(st["Resource"]))
     if "NotResource" in st:
-        return not any(_wildcard(p, False).fullmatch(resource) for p in _listed(st["NotResource"]))
+        return not any(_glob(p, resource, False) for p in _listed(st["NotResource"]))
     return True
 
 
@@ -346,15 +345,28 @@ def _compare(operator: str, actual: str, values: Iterable[Any]) -> bool | None:
     elif base == "StringEqualsIgnoreCase":
         hit = actual.lower() in (w.lower() for w in wanted)
     elif base in ("StringLike", "ArnLike"):
-        hit = any(_wildcard(w, False).fullmatch(actual) for w in wanted)
+        hit = any(_glob(w, actual, False) for w in wanted)
     else:
         return None
     return not hit if negated else hit
 
 
-@functools.lru_cache(maxsize=1024)
-def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    """IAM's ``*`` (any run) and ``?`` (one character) as a regular expression."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
-
+def _glob(pattern: str, text: str, ignore_case: bool) -> bool:
+    """IAM's ``*`` (any run) and ``?`` (one character) over the whole of ``text``, in
+    O(len(pattern) * len(text)) at worst: a policy's patterns cannot make a check slow (a
+    backtracking regular expression of many stars could)."""
+    if ignore_case:
+        pattern, text = pattern.lower(), text.lower()
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]):
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, t, p + 1
+        elif star >= 0:
+            mark += 1
+            p, t = star + 1, mark
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])

@@ -184,6 +184,17 @@ def test_action_wildcards_are_case_insensitive(pattern, action, hit):
     assert p.matches_action(pattern, action) is hit
 
 
+def test_many_wildcards_stay_fast():
+    import time
+
+    pattern = "ecr:" + "*a" * 200 + "*b"
+    d = doc(allow("*", "ecr:*", Resource="arn:" + "*x" * 500 + "*y"))
+    start = time.monotonic()
+    assert decide(d, resource="arn:" + "x" * 5000) == "NotApplicable"
+    assert not p.matches_action(pattern, "ecr:" + "a" * 5000)
+    assert time.monotonic() - start < 2.0
+
+
 def test_resource_and_not_resource():
     other = f"arn:aws:ecr:us-east-1:{A}:repository/other"
     d = doc(allow("*", "ecr:*", Resource=f"arn:aws:ecr:*:{A}:repository/app*"))

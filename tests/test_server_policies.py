@@ -360,3 +360,17 @@ def test_v2_cross_registry_push_when_allowed(ecr_server, a, b, repo):
     assert listed[0]["layerAvailability"] == "AVAILABLE"
     # A layer DELETE has no ECR action to allow it: refused across registries.
     expect_error(v2(port, "DELETE", f"/v2/{repo}/blobs/{digest}", password, host_a), 403, "DENIED")
+
+
+def test_v2_own_registry_is_held_to_an_explicit_deny(ecr_server, a, repo):
+    manifest, _, _ = push_image(a, repo, "v1")
+    password, port = login_password(a), ecr_server.port
+    accept = {"Accept": DOCKER_MANIFEST}
+    for host in (f"localhost:{port}", f"{REGISTRY_A}.localhost:{port}"):  # its own registry, either way
+        assert v2(port, "GET", f"/v2/{repo}/manifests/v1", password, host, headers=accept).body == manifest.encode()
+    a.set_repository_policy(repositoryName=repo, policyText=policy(deny({"AWS": USER_A}, "ecr:BatchGetImage")))
+    denied = expect_error(v2(port, "GET", f"/v2/{repo}/manifests/v1", password, f"localhost:{port}", headers=accept),
+                          403, "DENIED")
+    assert "explicit deny" in denied["message"]
+    assert json.loads(v2(port, "GET", f"/v2/{repo}/tags/list", password, f"localhost:{port}").body)["tags"] == ["v1"]
+
