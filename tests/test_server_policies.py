@@ -358,6 +358,9 @@ def test_v2_cross_registry_push_when_allowed(ecr_server, a, b, repo):
     assert pushed.status == 201, str(pushed)
     listed = a.batch_check_layer_availability(repositoryName=repo, layerDigests=[digest])["layers"]
     assert listed[0]["layerAvailability"] == "AVAILABLE"
+    # A cross-repository mount would read its source unchecked: across registries it is an upload.
+    mounted = v2(port, "POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={repo}", password, host_a, b"")
+    assert mounted.status == 202, str(mounted)
     # A layer DELETE has no ECR action to allow it: refused across registries.
     expect_error(v2(port, "DELETE", f"/v2/{repo}/blobs/{digest}", password, host_a), 403, "DENIED")
 
