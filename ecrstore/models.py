@@ -52,6 +52,8 @@ __all__ = [
     "ListImageReferrersFilter",
     "ImageReferrer",
     "ListImageReferrersResult",
+    "RegistryPolicy",
+    "RepositoryPolicy",
 ]
 
 
@@ -353,3 +355,18 @@ class ImageReferrer:
 class ListImageReferrersResult:
     referrers: tuple[ImageReferrer, ...]
     next_token: str | None = None
+@dataclass(frozen=True, slots=True)
+class RepositoryPolicy:
+    """A repository's policy (Set/Get/DeleteRepositoryPolicy): its text exactly as it was set."""
+
+    registry_id: str
+    repository_name: str
+    policy_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryPolicy:
+    """A registry's policy (Put/Get/DeleteRegistryPolicy): its text exactly as it was put."""
+
+    registry_id: str
+    policy_text: str

@@ -72,6 +72,7 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
+from .policies import Policies
 from .repositories import Repositories
 from .repository_settings import RepositorySettings
 from .uploads import Uploads, UploadStream
@@ -109,6 +110,8 @@ class Store:
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
+
+    Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
     """
 
     def __init__(
@@ -174,6 +177,8 @@ class Store:
             self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
         )
+        #: Repository and registry policies, and the authorization decisions front ends enforce.
+        self.policies = Policies(self._index, self._repos)
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []

@@ -351,6 +351,23 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }, target="settings"),
+    # --- policies: repository and registry policies ---
+    Operation("SetRepositoryPolicy", "set_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+        "policyText": Member(String(), required=True),
+        "force": Member(Boolean()),
+    }, target="policies"),
+    Operation("GetRepositoryPolicy", "get_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="policies"),
+    Operation("DeleteRepositoryPolicy", "delete_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="policies"),
+    Operation("PutRegistryPolicy", "put_registry_policy", {
+        "policyText": Member(String(), required=True),
+    }, target="policies"),
+    Operation("GetRegistryPolicy", "get_registry_policy", {}, target="policies"),
+    Operation("DeleteRegistryPolicy", "delete_registry_policy", {}, target="policies"),
 ]
 
 #: Operation name -> Operation.
