@@ -277,3 +277,25 @@ class HashStateError(ServerException, ValueError):
 
     On the wire it is a ServerException; the store recovers from it by re-hashing the data.
     """
+
+
+class LifecyclePolicyNotFoundException(EcrError):
+    """The repository has no lifecycle policy."""
+
+    code = "LifecyclePolicyNotFoundException"
+
+
+class LifecyclePolicyPreviewNotFoundException(EcrError):
+    """No lifecycle policy preview was started for the repository."""
+
+    code = "LifecyclePolicyPreviewNotFoundException"
+
+
+class LifecyclePolicyPreviewInProgressException(EcrError):
+    """The repository's previous lifecycle policy preview has not completed."""
+
+    code = "LifecyclePolicyPreviewInProgressException"
+
+
+BY_CODE.update({cls.code: cls for cls in (LifecyclePolicyNotFoundException, LifecyclePolicyPreviewNotFoundException,
+                                          LifecyclePolicyPreviewInProgressException)})

@@ -34,6 +34,7 @@ from .images import Images
 from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord, UploadRecord
 from .layers import Layers
+from .lifecycle import Lifecycle
 from .limits import (
     DEFAULT_GC_GRACE,
     DEFAULT_PART_BYTES,
@@ -108,6 +109,8 @@ class Store:
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
+
+    Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
     """
 
     def __init__(
@@ -176,6 +179,7 @@ class Store:
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
+        self.lifecycle = Lifecycle(self._index, self._repos, self._images)
 
     # --- lifecycle -----------------------------------------------------------------------
 
