@@ -109,6 +109,10 @@ class Expiry:
     rule_priority: int
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _fail(reason: str) -> InvalidParameterException:
     return InvalidParameterException(
         f"Invalid parameter at '{_MEMBER}' failed to satisfy constraint: 'Lifecycle policy validation failure: "
@@ -180,7 +184,7 @@ def _no_unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(obj) - allowed)
     if extra:
         raise _fail(f"object instance{(' at ' + where) if where else ''} has properties which are not allowed "
-                    f"by the schema: {json.dumps(extra)}")
+                    f"by the schema: {_json(extra)}")
 
 
 def _int(value: Any, where: str) -> int:
@@ -196,8 +200,8 @@ def _int(value: Any, where: str) -> int:
 
 def _enum(value: Any, where: str, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
-        raise _fail(f"instance value ({json.dumps(value)}) at {where} not found in enum "
-                    f"(possible values: {json.dumps(list(allowed))})")
+        raise _fail(f"instance value ({_json(value)}) at {where} not found in enum "
+                    f"(possible values: {_json(list(allowed))})")
     return value
 
 
@@ -208,7 +212,7 @@ def _tag_list(value: Any, where: str, *, pattern: bool) -> tuple[str, ...]:
         if not isinstance(item, str) or not item:
             raise _fail(f"{where} must be a non-empty array of non-empty strings")
         if pattern and item.count("*") > MAX_PATTERN_WILDCARDS:
-            raise _fail(f"{where} entry {json.dumps(item)} has more than {MAX_PATTERN_WILDCARDS} wildcards")
+            raise _fail(f"{where} entry {_json(item)} has more than {MAX_PATTERN_WILDCARDS} wildcards")
     return tuple(value)
 
 
@@ -218,7 +222,7 @@ def _rule(doc: Any, where: str) -> Rule:
     _no_unknown(doc, _RULE_KEYS, where)
     missing = [k for k in ("rulePriority", "selection", "action") if k not in doc]
     if missing:
-        raise _fail(f"object at {where} has missing required properties ({json.dumps(missing)})")
+        raise _fail(f"object at {where} has missing required properties ({_json(missing)})")
     priority = _int(doc["rulePriority"], f"{where}/rulePriority")
     description = doc.get("description")
     if description is not None and not isinstance(description, str):
@@ -237,7 +241,7 @@ def _rule(doc: Any, where: str) -> Rule:
     _no_unknown(sel, _SELECTION_KEYS, s)
     missing = [k for k in ("tagStatus", "countType", "countNumber") if k not in sel]
     if missing:
-        raise _fail(f"object at {s} has missing required properties ({json.dumps(missing)})")
+        raise _fail(f"object at {s} has missing required properties ({_json(missing)})")
     status = _enum(sel["tagStatus"], f"{s}/tagStatus", _TAG_STATUS)
     count_type = _enum(sel["countType"], f"{s}/countType", _COUNT_TYPES)
     number = _int(sel["countNumber"], f"{s}/countNumber")
