@@ -30,9 +30,10 @@ def test_every_engine_operation_is_in_the_table():
 
 def test_every_operation_names_a_method_of_its_target():
     from ecrstore import Store
+    from ecrstore.lifecycle import Lifecycle
     from ecrstore.server.awsjson.login import Logins
 
-    targets = {"store": Store, "server": Logins}
+    targets = {"store": Store, "server": Logins, "lifecycle": Lifecycle}
     for op in OPERATIONS.values():
         assert callable(getattr(targets[op.target], op.method)), op.name
 
