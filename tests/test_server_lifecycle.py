@@ -4,6 +4,7 @@ blobs, and the server's periodic lifecycle runs."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -13,7 +14,17 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from server_fixtures import KEY_A, KEY_OTHER_REGISTRY, REGISTRY_A, push_layer, repo_name, start_server, unique_bytes
+from server_fixtures import (
+    KEY_A,
+    KEY_OTHER_REGISTRY,
+    REGISTRY_A,
+    TARGET,
+    push_layer,
+    repo_name,
+    sign_request,
+    start_server,
+    unique_bytes,
+)
 from storeutil import blob_files
 
 pytestmark = pytest.mark.timeout(180)
@@ -136,6 +147,43 @@ def test_errors_of_every_operation(ecr, ecr_server, repo):
     # Another registry's caller does not see this registry's repository.
     other = ecr_server.client(KEY_OTHER_REGISTRY)
     assert error(other.get_lifecycle_policy, repositoryName=repo)[0] == "RepositoryNotFoundException"
+
+
+def raw_call(server, operation, body: bytes):
+    url = f"{server.endpoint}/"
+    headers = sign_request("POST", url, body, {"X-Amz-Target": TARGET + operation,
+                                               "Content-Type": "application/x-amz-json-1.1"}, KEY_A)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("POST", "/", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_malformed_members_are_client_errors_and_change_nothing(ecr, ecr_server, repo):
+    nested = "[" * 5000 + "]" * 5000
+    bad_texts = [5, [], {"rules": []}, nested, '{"rules": [' + "1e400," * 30 + "1]}",
+                 policy(rule(1, "untagged", 2**63)), policy(rule(1, "untagged", 1)).replace("1,", "NaN,", 1),
+                 policy(rule(1, "untagged", 1)).replace("rule 1", "\ud800"), "x" * 40000]
+    cases = [("PutLifecyclePolicy", {"lifecyclePolicyText": t}) for t in bad_texts]
+    cases += [("StartLifecyclePolicyPreview", {"lifecyclePolicyText": t}) for t in bad_texts]
+    cases += [("GetLifecyclePolicyPreview", extra) for extra in (
+        {"imageIds": "x"}, {"imageIds": [{}]}, {"imageIds": [{"imageTag": 5}]}, {"imageIds": [{"imageTag": "a"}] * 101},
+        {"maxResults": 0}, {"maxResults": 10**30}, {"maxResults": "5"}, {"filter": "TAGGED"},
+        {"filter": {"tagStatus": ["ANY"]}}, {"nextToken": "A" * 5000}, {"nextToken": 7})]
+    cases += [(op, {"repositoryName": name}) for op in ("GetLifecyclePolicy", "DeleteLifecyclePolicy")
+              for name in (5, "UPPER", "a" * 300, None)]
+    for operation, members in cases:
+        body = json.dumps({"repositoryName": repo, **members}).encode()
+        status, doc = raw_call(ecr_server, operation, body)
+        assert 400 <= status < 500 and doc["__type"] in (
+            "InvalidParameterException", "RepositoryNotFoundException", "LifecyclePolicyNotFoundException",
+            "LifecyclePolicyPreviewNotFoundException", "SerializationException"), (operation, members, status, doc)
+    assert error(ecr.get_lifecycle_policy, repositoryName=repo)[0] == "LifecyclePolicyNotFoundException"
+    assert error(ecr.get_lifecycle_policy_preview, repositoryName=repo)[0] == \
+        "LifecyclePolicyPreviewNotFoundException"
 
 
 def test_preview_equals_what_lifecycle_run_removes(ecr, ecr_server, repo):
