@@ -228,6 +228,15 @@ def test_expired_images_blobs_are_reclaimed_by_gc(tmp_path):
         before = set(blob_files(server.store))
         ecr.put_lifecycle_policy(repositoryName="app",
                                  lifecyclePolicyText=policy(rule(1, "tagged", 1, tagPatternList=["v*"])))
+        other_policy = tmp_path / "policy.json"
+        other_policy.write_text(policy(rule(1, "tagged", 3, tagPrefixList=["v"])))
+        preview = ecrstore("lifecycle", "preview", "--store", str(server.store), "--registry-id", REGISTRY_A,
+                           "--repository", "app", "--policy", str(other_policy))
+        assert f"{REGISTRY_A}/app: the policy expires 1 image(s)" in preview and old[0] in preview
+        stored = json.loads(ecrstore("lifecycle", "preview", "--store", str(server.store), "--registry-id",
+                                     REGISTRY_A, "--repository", "app", "--json"))
+        assert [r["imageDigest"] for r in stored["previewResults"]] == old
+        assert ecr.get_lifecycle_policy_preview(repositoryName="app")["summary"]["expiringImageTotalCount"] == 3
         dry = ecrstore("lifecycle", "run", "--store", str(server.store), "--dry-run")
         assert dry.count("sha256:") == 3 and "would expire 3 image(s)" in dry
         assert set(blob_files(server.store)) == before
