@@ -292,3 +292,23 @@ class RegistryPolicyNotFoundException(EcrError):
 
 
 BY_CODE.update({c.code: c for c in (RepositoryPolicyNotFoundException, RegistryPolicyNotFoundException)})
+class LifecyclePolicyNotFoundException(EcrError):
+    """The repository has no lifecycle policy."""
+
+    code = "LifecyclePolicyNotFoundException"
+
+
+class LifecyclePolicyPreviewNotFoundException(EcrError):
+    """No lifecycle policy preview was started for the repository."""
+
+    code = "LifecyclePolicyPreviewNotFoundException"
+
+
+class LifecyclePolicyPreviewInProgressException(EcrError):
+    """The repository's previous lifecycle policy preview has not completed."""
+
+    code = "LifecyclePolicyPreviewInProgressException"
+
+
+BY_CODE.update({cls.code: cls for cls in (LifecyclePolicyNotFoundException, LifecyclePolicyPreviewNotFoundException,
+                                          LifecyclePolicyPreviewInProgressException)})

@@ -186,6 +186,11 @@ class Images:
         for dg in list(t.iter_image_digests(repo_id)):
             self._delete_image(t, repo_id, dg)
 
+    def delete_image_in(self, t: WriteTxn, repo_id: int, dg: bytes) -> None:
+        """Remove one image with its tags and references inside the caller's write transaction
+        (lifecycle expiry); the caller has checked that no manifest list references it."""
+        self._delete_image(t, repo_id, dg)
+
     def batch_delete_image(self, registry_id: str | None, repository_name: str,
                            image_ids: Sequence[Any]) -> BatchDeleteImageResult:
         ids = _image_ids(image_ids)

@@ -54,6 +54,15 @@ __all__ = [
     "ListImageReferrersResult",
     "RegistryPolicy",
     "RepositoryPolicy",
+    "LifecyclePolicy",
+    "LifecyclePolicyPreviewFilter",
+    "LifecyclePolicyRuleAction",
+    "LifecyclePolicyPreviewResult",
+    "LifecyclePolicyPreviewSummary",
+    "StartLifecyclePolicyPreviewResult",
+    "GetLifecyclePolicyPreviewResult",
+    "LifecycleRepositoryRun",
+    "LifecycleRunReport",
 ]
 
 
@@ -370,3 +379,86 @@ class RegistryPolicy:
 
     registry_id: str
     policy_text: str
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """A repository's lifecycle policy (Put/Get/DeleteLifecyclePolicy); ``last_evaluated_at``
+    (epoch seconds) is when an expiry run last applied it (None: never)."""
+
+    registry_id: str
+    repository_name: str
+    lifecycle_policy_text: str
+    last_evaluated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicyPreviewFilter:
+    """GetLifecyclePolicyPreview's filter: TAGGED, UNTAGGED or ANY."""
+
+    tag_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicyRuleAction:
+    type: str = "EXPIRE"
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicyPreviewResult:
+    """An image the policy expires: its tags and digest, when it was pushed, the action and the
+    priority of the rule that applies it."""
+
+    image_tags: tuple[str, ...]
+    image_digest: str
+    image_pushed_at: float
+    action: LifecyclePolicyRuleAction
+    applied_rule_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicyPreviewSummary:
+    expiring_image_total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartLifecyclePolicyPreviewResult:
+    registry_id: str
+    repository_name: str
+    lifecycle_policy_text: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetLifecyclePolicyPreviewResult:
+    registry_id: str
+    repository_name: str
+    lifecycle_policy_text: str
+    status: str
+    preview_results: tuple[LifecyclePolicyPreviewResult, ...]
+    summary: LifecyclePolicyPreviewSummary
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRepositoryRun:
+    """What an expiry run did to one repository: the images it expired (``expired``), and the
+    digests of images it left because they changed (pushed again, re-tagged, newly referenced
+    by a manifest list) between evaluation and deletion."""
+
+    registry_id: str
+    repository_name: str
+    expired: tuple[LifecyclePolicyPreviewResult, ...]
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleRunReport:
+    """An expiry run (``Store.lifecycle.run``): one entry per repository with a policy, in
+    (registry, name) order; with ``dry_run`` nothing was deleted and ``expired`` is what
+    would have been."""
+
+    repositories: tuple[LifecycleRepositoryRun, ...]
+    dry_run: bool = False
+
+    @property
+    def expired_count(self) -> int:
+        return sum(len(r.expired) for r in self.repositories)

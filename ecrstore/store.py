@@ -32,6 +32,7 @@ from .images import Images
 from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord
 from .layers import Layers
+from .lifecycle import Lifecycle
 from .limits import (
     DEFAULT_GC_GRACE,
     DEFAULT_PART_BYTES,
@@ -112,6 +113,7 @@ class Store:
     crash but not an OS crash or power loss until :meth:`sync` returns.
 
     Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
+    Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class Store:
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
+        self.lifecycle = Lifecycle(self._index, self._repos, self._images)
 
     # --- lifecycle -----------------------------------------------------------------------
 

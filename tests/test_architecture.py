@@ -22,13 +22,13 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["ecrstore.limits", "ecrstore.settings", "ecrstore.digest", "ecrstore.models",
                      "ecrstore.tokens", "ecrstore._sha256"], VALUES),
     **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate",
-                     "ecrstore.policy"], LOW),
+                     "ecrstore.policy", "ecrstore.lifecycle_rules"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
                      "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.blobs",
                      "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
-                     "ecrstore.policies"], POLICY),
+                     "ecrstore.policies", "ecrstore.lifecycle"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked

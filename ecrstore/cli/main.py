@@ -20,7 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import demo, maint_cmds, serve, store_cmds, transfer
+from . import demo, lifecycle_cmds, maint_cmds, serve, store_cmds, transfer
 from .common import (
     EXIT_CODES_EPILOG,
     add_global_options,
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_commands(commands)
     store_cmds.add_commands(commands)
     maint_cmds.add_commands(commands)
+    lifecycle_cmds.add_commands(commands)
     demo.add_commands(commands)
     transfer.add_commands(commands)
     return parser

@@ -51,6 +51,7 @@ _CONFIG_FIELDS = {
     "max_connections": "max_connections",
     "max_buffered": "max_buffered_bytes",
     "purge_interval": "purge_interval",
+    "lifecycle_interval": "lifecycle_interval",
     "threads": "threads",
     "download_url_ttl": "download_url_ttl",
 }
@@ -217,6 +218,8 @@ def add_commands(commands: Any) -> None:
                    help="request-body bytes one worker holds at once; ThrottlingException past it")
     p.add_argument("--purge-interval", type=seconds_arg(zero_ok=True), metavar="SECONDS",
                    help="seconds between purges of uploads idle past their TTL (0: never)")
+    p.add_argument("--lifecycle-interval", type=seconds_arg(zero_ok=True), metavar="SECONDS",
+                   help="seconds between runs of the repositories' lifecycle policies (0: never)")
     p.add_argument("--threads", type=positive_int, help="threads per worker running store calls")
     p.add_argument("--download-url-ttl", type=seconds_arg(zero_ok=False), metavar="SECONDS",
                    help="how long GetDownloadUrlForLayer's URLs stay valid")

@@ -50,6 +50,8 @@ class ServerConfig:
     max_buffered_bytes: int = 512 * MiB
     #: Seconds between purges of uploads idle past the store's TTL (0: never).
     purge_interval: float = 600.0
+    #: Seconds between expiry runs of the repositories' lifecycle policies (0: never).
+    lifecycle_interval: float = 3600.0
     #: The registry's URL as clients reach it (``http://host:port``): GetAuthorizationToken's
     #: proxyEndpoint and the host of every repositoryUri. None: the Host each request came to.
     public_url: str | None = None
@@ -73,6 +75,8 @@ class ServerConfig:
             raise ValueError("max_buffered_bytes must hold at least one body of max_body_bytes")
         if self.purge_interval < 0:
             raise ValueError("purge_interval must not be negative")
+        if self.lifecycle_interval < 0:
+            raise ValueError("lifecycle_interval must not be negative")
 
     @property
     def region(self) -> str:

@@ -28,7 +28,7 @@ from .awsjson.operations import Operation
 from .config import ServerConfig
 from .oci.app import OciApp
 
-__all__ = ["AppFactory", "PeriodicPurge", "build_app", "compose"]
+__all__ = ["AppFactory", "PeriodicLifecycle", "PeriodicPurge", "build_app", "compose"]
 
 log = logging.getLogger("ecrstore.server")
 
@@ -63,6 +63,28 @@ class PeriodicPurge:
                 log.info("periodic purge removed %d idle upload(s)", removed)
 
 
+class PeriodicLifecycle(PeriodicPurge):
+    """Applies every repository's lifecycle policy every ``interval`` seconds (jittered like
+    :class:`PeriodicPurge`), on a thread of its own. Several workers running at once is safe:
+    each expiry re-checks the image inside the write transaction that deletes it."""
+
+    def __init__(self, store: Any, interval: float) -> None:
+        super().__init__(store, interval)
+        self._thread.name = "ecrstore-lifecycle"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval * random.uniform(0.9, 1.1)):
+            try:
+                report = self._store.lifecycle.run(all_registries=True)
+            except Exception as e:  # a failed run is retried at the next interval
+                log.error("periodic lifecycle run failed: %s", e)
+                continue
+            for run in report.repositories:
+                if run.expired:
+                    log.info("lifecycle policy of %s/%s expired %d image(s)", run.registry_id,
+                             run.repository_name, len(run.expired))
+
+
 def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
             operations: Mapping[str, Operation] | None = None, tokens: RegistryTokens | None = None) -> Router:
     """The router over ``store``: the OCI distribution API under ``/v2``, the signed downloads
@@ -81,6 +103,10 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
         purge = PeriodicPurge(store, config.purge_interval)
         startup.append(purge.start)
         shutdown.append(purge.stop)
+    if config.lifecycle_interval > 0 and hasattr(store, "lifecycle"):
+        lifecycle = PeriodicLifecycle(store, config.lifecycle_interval)
+        startup.append(lifecycle.start)
+        shutdown.append(lifecycle.stop)
     shutdown.append(functools.partial(executor.shutdown, wait=True))
     close = getattr(store, "close", None)
     if close is not None:

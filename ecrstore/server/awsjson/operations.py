@@ -368,6 +368,28 @@ _OPERATIONS = [
     }, target="policies"),
     Operation("GetRegistryPolicy", "get_registry_policy", {}, target="policies"),
     Operation("DeleteRegistryPolicy", "delete_registry_policy", {}, target="policies"),
+    # --- lifecycle policies ---
+    Operation("PutLifecyclePolicy", "put_lifecycle_policy", {
+        "repositoryName": Member(String(), required=True),
+        "lifecyclePolicyText": Member(String(), required=True),
+    }, target="lifecycle"),
+    Operation("GetLifecyclePolicy", "get_lifecycle_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="lifecycle"),
+    Operation("DeleteLifecyclePolicy", "delete_lifecycle_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="lifecycle"),
+    Operation("StartLifecyclePolicyPreview", "start_lifecycle_policy_preview", {
+        "repositoryName": Member(String(), required=True),
+        "lifecyclePolicyText": Member(String()),
+    }, target="lifecycle"),
+    Operation("GetLifecyclePolicyPreview", "get_lifecycle_policy_preview", {
+        "repositoryName": Member(String(), required=True),
+        "imageIds": Member(ListOf(_IMAGE_ID)),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+        "filter": Member(Structure({"tagStatus": Member(String())}, into=m.LifecyclePolicyPreviewFilter)),
+    }, target="lifecycle"),
 ]
 
 #: Operation name -> Operation.
