@@ -74,6 +74,7 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
+from .replication import Replication
 from .repositories import Repositories
 from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
@@ -108,6 +109,8 @@ class Store:
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
+
+    Areas: ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
     """
 
     def __init__(
@@ -176,6 +179,12 @@ class Store:
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
+        #: Registry replication (PutReplicationConfiguration, DescribeRegistry,
+        #: DescribeImageReplicationStatus); replicates each push after its commit.
+        self.replication = Replication(self._index, self._repos, self._images, self._layers,
+                                       registry_id=self.registry_id, region=region,
+                                       permits=lambda registry, account, action: False)
+        self._push_hooks.append(self.replication.after_push)
 
     # --- lifecycle -----------------------------------------------------------------------
 
