@@ -277,3 +277,18 @@ class HashStateError(ServerException, ValueError):
 
     On the wire it is a ServerException; the store recovers from it by re-hashing the data.
     """
+
+
+class RepositoryPolicyNotFoundException(EcrError):
+    """The repository has no repository policy."""
+
+    code = "RepositoryPolicyNotFoundException"
+
+
+class RegistryPolicyNotFoundException(EcrError):
+    """The registry has no registry policy."""
+
+    code = "RegistryPolicyNotFoundException"
+
+
+BY_CODE.update({c.code: c for c in (RepositoryPolicyNotFoundException, RegistryPolicyNotFoundException)})

@@ -43,6 +43,8 @@ __all__ = [
     "ImageDetail",
     "DescribeImagesResult",
     "GetDownloadUrlForLayerResult",
+    "RegistryPolicy",
+    "RepositoryPolicy",
     "ReplicationDestination",
     "RepositoryFilter",
     "DeleteReplication",
@@ -285,6 +287,21 @@ class GetAuthorizationTokenResult:
     authorization_data: tuple[AuthorizationData, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RepositoryPolicy:
+    """A repository's policy (Set/Get/DeleteRepositoryPolicy): its text exactly as it was set."""
+
+    registry_id: str
+    repository_name: str
+    policy_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryPolicy:
+    """A registry's policy (Put/Get/DeleteRegistryPolicy): its text exactly as it was put."""
+
+    registry_id: str
+    policy_text: str
 # --- replication -------------------------------------------------------------------------------
 
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from . import documents
 from . import validate as v
@@ -78,9 +78,14 @@ __all__ = ["FAILURE_CODES", "Permits", "Replication"]
 
 log = logging.getLogger("ecrstore.replication")
 
-#: ``permits(registry_id, principal_account, action)``: whether the registry's registry policy
-#: allows the account the action (``"ecr:ReplicateImage"``, ``"ecr:CreateRepository"``).
-Permits = Callable[[str, str, str], bool]
+class Permits(Protocol):
+    """Who decides whether a registry accepts replication from another account (the store's
+    :class:`~ecrstore.policies.Policies`)."""
+
+    def registry_permits(self, registry_id: str, principal_account: str, action: str) -> bool:
+        """Whether the registry's registry policy allows ``principal_account`` ``action``
+        (``"ecr:ReplicateImage"``, ``"ecr:CreateRepository"``)."""
+        ...
 
 # The service model's bounds (botocore's ECR model: ReplicationRuleList, ReplicationDestinationList,
 # RepositoryFilterList, Region, RepositoryFilterValue).
@@ -124,15 +129,15 @@ class Replication:
     """The replication area of a store (``store.replication``). Thread-safe: every read is
     one index snapshot and every write one transaction; several processes may share the store."""
 
-    def __init__(self, index: Index, repos: Repositories, images: Images, layers: Layers, *,
-                 registry_id: str, region: str, permits: Permits) -> None:
+    def __init__(self, index: Index, repos: Repositories, images: Images, layers: Layers, policies: Permits) -> None:
         self._index = index
         self._repos = repos
         self._images = images
         self._layers = layers
-        self.registry_id = registry_id
-        self.region = region
-        self._permits = permits
+        #: The store's default registry and its region (the one region it serves).
+        self.registry_id = repos.registry_id
+        self.region = repos.region
+        self._policies = policies
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -356,7 +361,7 @@ class Replication:
             raise _Failed("REGION_NOT_SERVED", f"the region {dest.region} is not served by this store "
                                                f"(it serves {self.region})")
         cross = dest.registry_id != src.registry_id
-        if cross and not self._permits(dest.registry_id, src.registry_id, "ecr:ReplicateImage"):
+        if cross and not self._policies.registry_permits(dest.registry_id, src.registry_id, "ecr:ReplicateImage"):
             raise _Failed("REPLICATION_NOT_PERMITTED")
         target = self._destination_repository(src, dest.registry_id, cross)
         self._copy(src, target, dg, tag)
@@ -366,7 +371,7 @@ class Replication:
             return self._repos.lookup(registry, src.name)
         except RepositoryNotFoundException:
             pass
-        if cross and not self._permits(registry, src.registry_id, "ecr:CreateRepository"):
+        if cross and not self._policies.registry_permits(registry, src.registry_id, "ecr:CreateRepository"):
             raise _Failed("REPOSITORY_CREATION_NOT_PERMITTED")
         try:
             self._repos.create(

@@ -74,6 +74,7 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
+from .policies import Policies
 from .replication import Replication
 from .repositories import Repositories
 from .uploads import Uploads, UploadStream
@@ -110,7 +111,8 @@ class Store:
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
 
-    Areas: ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
+    Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
+    ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
     """
 
     def __init__(
@@ -176,14 +178,12 @@ class Store:
             self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
         )
+        #: Repository and registry policies, and the authorization decisions front ends enforce.
+        self.policies = Policies(self._index, self._repos)
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
-        #: Registry replication (PutReplicationConfiguration, DescribeRegistry,
-        #: DescribeImageReplicationStatus); replicates each push after its commit.
-        self.replication = Replication(self._index, self._repos, self._images, self._layers,
-                                       registry_id=self.registry_id, region=region,
-                                       permits=lambda registry, account, action: False)
+        self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
         self._push_hooks.append(self.replication.after_push)
 
     # --- lifecycle -----------------------------------------------------------------------

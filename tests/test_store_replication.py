@@ -227,7 +227,8 @@ def test_an_index_replicates_its_children_first(store):
         store.put_image("multi", child, registry_id=A)
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "size": len(c), "digest": digest_of(c.encode()),
-         "platform": {"architecture": arch, "os": "linux"}} for c, arch in zip(children, ("amd64", "arm64"))]})
+         "platform": {"architecture": arch, "os": "linux"}}
+        for c, arch in zip(children, ("amd64", "arm64"), strict=True)]})
     store.put_image("multi", index, image_tag="latest", registry_id=A)
     got = store.get_manifest("multi", "latest", registry_id=B)
     assert got.manifest == index.encode() and got.media_type == OCI_INDEX

@@ -257,20 +257,27 @@ class EcrApp:
             self._fail_parts -= 1
             return True
 
-    @staticmethod
-    def _resolve_registry(op: Operation, kwargs: dict[str, Any], caller: _Caller) -> None:
-        """An access key acts on its own registry only; without one the request's registryId
+    def _resolve_registry(self, op: Operation, kwargs: dict[str, Any], caller: _Caller) -> None:
+        """An access key acts on its own registry unless a repository policy explicitly denies
+        it, and on another registry's repository as that repository's policy allows
+        (:meth:`ecrstore.policies.Policies.authorize`); without a key the request's registryId
         (or the store's default) is used."""
         if caller.credential is None:
             return
         own = caller.credential.registry_id
-        wanted = kwargs.get("registry_id")
-        if wanted is not None and wanted != own:
-            resource = kwargs.get("repository_name", "*")
+        wanted = kwargs.get("registry_id") or own
+        user = f"arn:aws:iam::{own}:user/{caller.credential.access_key_id}"
+        repository = kwargs.get("repository_name")
+        policies = getattr(self.store, "policies", None)
+        access = "Allow" if wanted == own else "ImplicitDeny"
+        if policies is not None and op.target != "server":
+            access = policies.authorize(wanted, repository, f"ecr:{op.name}", principal_account=own,
+                                        principal_arn=user)
+        if access != "Allow":
+            reason = ("with an explicit deny in a resource-based policy" if access == "ExplicitDeny"
+                      else f"because no resource-based policy allows the ecr:{op.name} action")
             raise AccessDeniedException(
-                f"User: arn:aws:iam::{own}:user/{caller.credential.access_key_id} is not authorized "
-                f"to perform: ecr:{op.name} on resource: "
-                f"arn:aws:ecr:{caller.region}:{wanted}:repository/{resource} "
-                f"because no resource-based policy allows the ecr:{op.name} action"
+                f"User: {user} is not authorized to perform: ecr:{op.name} on resource: "
+                f"arn:aws:ecr:{caller.region}:{wanted}:repository/{repository or '*'} {reason}"
             )
-        kwargs["registry_id"] = own
+        kwargs["registry_id"] = wanted

@@ -318,6 +318,23 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
         "nextToken": Member(String()),
     }),
+    # --- policies: repository and registry policies ---
+    Operation("SetRepositoryPolicy", "set_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+        "policyText": Member(String(), required=True),
+        "force": Member(Boolean()),
+    }, target="policies"),
+    Operation("GetRepositoryPolicy", "get_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="policies"),
+    Operation("DeleteRepositoryPolicy", "delete_repository_policy", {
+        "repositoryName": Member(String(), required=True),
+    }, target="policies"),
+    Operation("PutRegistryPolicy", "put_registry_policy", {
+        "policyText": Member(String(), required=True),
+    }, target="policies"),
+    Operation("GetRegistryPolicy", "get_registry_policy", {}, target="policies"),
+    Operation("DeleteRegistryPolicy", "delete_registry_policy", {}, target="policies"),
     # replication
     Operation("PutReplicationConfiguration", "put_replication_configuration", {
         "replicationConfiguration": Member(Structure({
