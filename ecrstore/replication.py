@@ -108,7 +108,11 @@ FAILURE_CODES = {
     "IMAGE_TAG_IMMUTABLE": "the destination repository holds the tag immutably for another image",
     "LIMIT_EXCEEDED": "a quota of the destination registry or repository is reached",
     "SOURCE_IMAGE_NOT_FOUND": "the source image or its content was deleted before it was replicated",
+    "REPLICATION_FAILED": "the destination refused the image (the reason is logged)",
 }
+#: Errors that leave a destination IN_PROGRESS for :meth:`Replication.resume`: the store's own
+#: failures, and a destination repository deleted while the image was being replicated into it.
+_RETRIED = ("ServerException", "RepositoryNotFoundException")
 _CODE_OF_ERROR = {
     "ImageTagAlreadyExistsException": "IMAGE_TAG_IMMUTABLE",
     "LimitExceededException": "LIMIT_EXCEEDED",
@@ -335,12 +339,12 @@ class Replication:
         except _Failed as f:
             entry = {"status": FAILED, "failureCode": f.code, "reason": f.reason}
         except EcrError as e:
-            code = _CODE_OF_ERROR.get(e.code)
-            if code is None:  # the store's own failure (I/O, ServerException): resume retries it
+            if e.code in _RETRIED:
                 log.error("replicating %s@sha256:%s to %s/%s: %s; left IN_PROGRESS", src.name, dg.hex(),
                           dest.region, dest.registry_id, e)
                 return
-            entry = {"status": FAILED, "failureCode": code, "reason": e.message}
+            entry = {"status": FAILED, "failureCode": _CODE_OF_ERROR.get(e.code, "REPLICATION_FAILED"),
+                     "reason": e.message}
         if entry["status"] == FAILED:
             log.warning("replication of %s@sha256:%s to %s/%s failed: %s (%s)", src.name, dg.hex(),
                         dest.region, dest.registry_id, entry["failureCode"], entry["reason"])

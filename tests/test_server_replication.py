@@ -5,6 +5,9 @@ manifest byte for byte, its layers downloadable by B's key, no blob stored twice
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -20,7 +23,9 @@ from server_fixtures import (
     start_server,
     unique_bytes,
 )
-from storeutil import blob_files
+from storeutil import blob_files, open_store, push
+
+from ecrstore.models import ReplicationConfiguration, ReplicationDestination, ReplicationRule
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -207,3 +212,39 @@ def test_status_errors(a):
                        f"'{repo}' in the registry with id '{REGISTRY_A}'")
     code, _ = error_of(a.describe_image_replication_status, repositoryName=repo, imageId={})
     assert code == "InvalidParameterException"
+
+
+_CRASHING_PUSH = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from storeutil import open_store
+store = open_store({path!r})
+store.policies.registry_permits = lambda *a: os._exit(9)  # dies once the push is committed
+store.put_image({repo!r}, {manifest!r}, image_tag="v1", registry_id={registry!r})
+"""
+
+
+def test_serve_completes_what_a_crash_left_in_progress(tmp_path):
+    path, repo = tmp_path / "store", "crashed/app"
+    with open_store(path) as s:
+        s.create_repository(repo, registry_id=REGISTRY_A)
+        s.replication.put_replication_configuration(ReplicationConfiguration((ReplicationRule(
+            (ReplicationDestination(REGION, REGISTRY_B),)),)), registry_id=REGISTRY_A)
+        s.policies.put_registry_policy(POLICY, registry_id=REGISTRY_B)
+        config = b'{"architecture": "amd64", "os": "linux"}'
+        layer = unique_bytes(3000)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+            "digest": push(s, repo, config, registry_id=REGISTRY_A)}, "layers": [{
+            "mediaType": LAYER_GZ, "size": len(layer), "digest": push(s, repo, layer, registry_id=REGISTRY_A)}]})
+    script = _CRASHING_PUSH.format(tests=os.path.dirname(__file__), path=str(path), repo=repo, manifest=manifest,
+                                   registry=REGISTRY_A)
+    assert subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True).returncode == 9
+    srv = start_server(tmp_path / "serve", keys=[KEY_A, KEY_OTHER_REGISTRY], store=path)
+    try:
+        a, b = srv.client(KEY_A), srv.client(KEY_OTHER_REGISTRY)
+        assert status_of(a, repo, "v1") == [{"region": REGION, "registryId": REGISTRY_B, "status": "COMPLETE"}]
+        got = b.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["images"]
+        assert [i["imageManifest"] for i in got] == [manifest]
+    finally:
+        srv.stop()
