@@ -43,7 +43,8 @@ ALLOWED = {
     "oci.routes": set(),
     "oci.errors": set(),
     "oci.ingest": set(),
-    "oci.app": {"auth.registry_tokens", "config", "http", "oci.errors", "oci.ingest", "oci.routes"},
+    "oci.access": {"oci.errors", "oci.routes"},
+    "oci.app": {"auth.registry_tokens", "config", "http", "oci.access", "oci.errors", "oci.ingest", "oci.routes"},
 }
 
 #: Third-party packages of the ``server`` extra, which these modules must not import at load time.

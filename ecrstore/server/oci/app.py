@@ -12,7 +12,9 @@ worker or node continues on any other.
 
 Authentication (unless the server runs ``--no-auth``): HTTP Basic with user ``AWS`` and a
 password from GetAuthorizationToken (:mod:`..auth.registry_tokens`), which names the
-registry every request acts in; otherwise 401 with a ``WWW-Authenticate: Basic`` challenge.
+registry every request acts in unless its ``Host`` addresses another one, where the
+repository's policy decides (:mod:`.access`); otherwise 401 with a ``WWW-Authenticate:
+Basic`` challenge.
 
 Every 4xx and 5xx carries the spec's error JSON (:mod:`.errors`); a response refused before
 its request body was read closes the connection. Store calls run in the worker's pool;
@@ -63,6 +65,7 @@ from ..http.body import (
 from ..http.headers import header_map, header_values, query_map, request_base_url
 from ..http.send import RangeNotSatisfiable, send_blob, send_response
 from ..http.types import Receive, Scope, Send
+from .access import authorize
 from .errors import OciError, error_body, from_engine, internal_error, upload_range
 from .ingest import WINDOW_BYTES, stream_into
 from .routes import Endpoint, match
@@ -142,24 +145,31 @@ class OciApp:
                       request_id: str) -> None:
         method = scope["method"]
         endpoint = match(scope["path"])
-        registry = self._authenticate(scope, headers)
+        own, key = self._authenticate(scope, headers)
         if endpoint is None:
             raise OciError(404, "NAME_UNKNOWN", f"No endpoint of the distribution API at {scope['path']!r}")
         if method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods)).encode()
             raise OciError(405, "UNSUPPORTED", f"{method} is not allowed here", headers=[(b"allow", allow)])
-        request = _Request(scope, receive, send, method, endpoint, headers, query_map(scope), registry, request_id)
+        registry = own if key is None else await self._run(
+            authorize, getattr(self.store, "policies", None), endpoint, method, headers.get("host"), own, key)
+        query = query_map(scope)
+        if registry != own:
+            query.pop("mount", None)  # a mount would read its source repository unauthorized: upload instead
+        request = _Request(scope, receive, send, method, endpoint, headers, query, registry, request_id)
         await self._handlers[endpoint.kind](request)
 
-    def _authenticate(self, scope: Scope, headers: dict[str, str]) -> str:
-        """The registry the request acts in (the password's), or a 401 challenge."""
+    def _authenticate(self, scope: Scope, headers: dict[str, str]) -> tuple[str, str | None]:
+        """The password's registry and access key id (without authentication: the store's
+        default registry and None), or a 401 challenge."""
         if self._tokens is None:
-            return str(self.store.registry_id)
+            return str(self.store.registry_id), None
         password = basic_password(headers.get("authorization"))
         reason = "authentication required: log in with the password of aws ecr get-login-password"
         if password is not None:
             try:
-                return self._tokens.verify(password).registry_id
+                login = self._tokens.verify(password)
+                return login.registry_id, login.access_key_id
             except InvalidToken as e:
                 reason = str(e)
         realm = self.config.public_url or request_base_url(scope, headers)
