@@ -24,11 +24,12 @@ Statuses (``REPLICATION_STATUS``, one document per source image) are written IN_
 one transaction right after the source commit, then COMPLETE or FAILED per destination. A
 crash after that leaves IN_PROGRESS entries: :meth:`Replication.resume` (run when ``ecrstore
 serve`` starts) carries them out again; every step is idempotent. A crash in the instant
-between the source commit and the IN_PROGRESS write leaves the image unreplicated (as ECR,
-the next push of it replicates it).
+between the source commit and the IN_PROGRESS write leaves the image unreplicated until it is
+pushed again (with another tag); its status then lists no destination.
 
 Replicated images are put without the push hooks: replication is not transitive (an image
-replicated into a registry is not replicated onward by that registry's own rules).
+replicated into a registry is not replicated onward by that registry's own rules). Deletions
+are not replicated: a rule with ``deleteReplication`` enabled is refused.
 """
 
 from __future__ import annotations
