@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
+from oci_http import Registry, login_password
 from server_fixtures import (
     KEY_A,
     KEY_OTHER_REGISTRY,
@@ -162,6 +163,16 @@ def test_a_push_in_a_appears_in_b_byte_for_byte(server, a, b, b_permits):
     by_digest = a.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
     assert by_digest["repositoryName"] == repo and by_digest["imageId"]["imageDigest"] == digest
     assert by_digest["replicationStatuses"][0]["status"] == "COMPLETE"
+
+
+def test_a_v2_manifest_put_is_replicated_too(server, a, b, b_permits):
+    repo = repo_name("rep/oci")
+    a.create_repository(repositoryName=repo)
+    configure(a, "rep/")
+    digest, raw = Registry(server.port, login_password(a)).push_image(repo, "v1")
+    got = b.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["images"]
+    assert [(i["imageId"]["imageDigest"], i["imageManifest"].encode()) for i in got] == [(digest, raw)]
+    assert status_of(a, repo, "v1")[0]["status"] == "COMPLETE"
 
 
 def test_without_b_registry_policy_nothing_appears_in_b(a, b):

@@ -305,3 +305,18 @@ def test_a_crash_mid_replication_is_completed_by_resume(tmp_path):
         assert statuses(s, "app", ImageIdentifier(image_tag="v1")) == [(B, REGION, "COMPLETE", None)]
         assert s.get_manifest("app", "v1", registry_id=B).manifest == manifest.encode()
         assert s.replication.resume() == 0
+
+
+def test_concurrent_pushes_all_replicate(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.create_repository("busy", registry_id=A)
+    store.replication.put_replication_configuration(to(B), registry_id=A)
+    allow(store, B, A)
+    manifests = [image(store, "busy", 60 + i)[0] for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:  # the destination repository is created by one of them
+        list(pool.map(lambda im: store.put_image("busy", im[1], image_tag=f"t{im[0]}", registry_id=A),
+                      enumerate(manifests)))
+    for i, manifest in enumerate(manifests):
+        assert statuses(store, "busy", ImageIdentifier(image_tag=f"t{i}")) == [(B, REGION, "COMPLETE", None)]
+        assert store.get_manifest("busy", f"t{i}", registry_id=B).manifest == manifest.encode()
