@@ -103,15 +103,18 @@ class EcrApp:
         self.store = store
         self.config = config
         self.verifier = verifier
-        self.operations = OPERATIONS if operations is None else operations
         #: What operations call: the store, the front end's own operations, and the store's
         #: areas (``store.<target>``: ``policies``, ``lifecycle``…) the other targets name.
         self.targets: dict[str, Any] = {
             "store": store, "server": Logins(tokens, getattr(store, "registry_id", DEFAULT_REGISTRY_ID)),
         }
-        for op in self.operations.values():
-            if op.target not in self.targets:
+        for op in (OPERATIONS if operations is None else operations).values():
+            if op.target not in self.targets and hasattr(store, op.target):
                 self.targets[op.target] = getattr(store, op.target)
+        #: The operations served: those whose target the store has (a store without an area,
+        #: such as a test double, answers its operations as unknown).
+        self.operations = {name: op for name, op in (OPERATIONS if operations is None else operations).items()
+                           if op.target in self.targets}
         self.limits = BodyLimits(config.max_body_bytes, config.body_idle_timeout, config.body_total_timeout)
         #: Body bytes this app (one per worker) holds at once, over all requests.
         self.budget = BufferBudget(config.max_buffered_bytes)
