@@ -4,6 +4,7 @@ manifest byte for byte, its layers downloadable by B's key, no blob stored twice
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -18,9 +19,11 @@ from server_fixtures import (
     KEY_OTHER_REGISTRY,
     REGISTRY_A,
     REGISTRY_B,
+    TARGET,
     digest_of,
     push_layer,
     repo_name,
+    sign_request,
     start_server,
     unique_bytes,
 )
@@ -259,3 +262,44 @@ def test_serve_completes_what_a_crash_left_in_progress(tmp_path):
         assert [i["imageManifest"] for i in got] == [manifest]
     finally:
         srv.stop()
+
+
+_CONF = "replicationConfiguration"
+
+
+@pytest.mark.parametrize("operation, body", [
+    ("PutReplicationConfiguration", {_CONF: "rules"}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": "all"}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [None, 3]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [{"region": 5, "registryId": "1"}]}]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [{"region": REGION}]}]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [], "repositoryFilters": [
+        {"filter": "a\ud800b", "filterType": "PREFIX_MATCH"}]}]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [], "repositoryFilters": [
+        {"filter": "x" * 300, "filterType": "PREFIX_MATCH"}]}]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [], "deleteReplication": {"enabled": 1}}]}}),
+    ("PutReplicationConfiguration", {_CONF: {"rules": [{"destinations": [{"region": "r" * 26,
+                                                                          "registryId": REGISTRY_B}]}]}}),
+    ("DescribeImageReplicationStatus", {"repositoryName": "some-repo", "imageId": "latest"}),
+    ("DescribeImageReplicationStatus", {"repositoryName": "some-repo", "imageId": {"imageDigest": 5}}),
+    ("DescribeImageReplicationStatus", {"repositoryName": "Not A Name", "imageId": {"imageTag": "v1"}}),
+    ("DescribeImageReplicationStatus", {"repositoryName": "some-repo", "imageId": {"imageTag": "t" * 301}}),
+    ("DescribeImageReplicationStatus", {"repositoryName": "some-repo", "imageId": {"imageDigest": "sha256:zz"}}),
+    ("DescribeImageReplicationStatus", {"imageId": {"imageTag": "v1"}}),
+    ("DescribeRegistry", {"registryId": "not-an-account"}),
+])
+def test_malformed_requests_are_client_errors(server, a, operation, body):
+    before = a.describe_registry()["replicationConfiguration"]
+    raw = json.dumps(body).encode()
+    headers = sign_request("POST", server.endpoint + "/", raw, {
+        "X-Amz-Target": TARGET + operation, "Content-Type": "application/x-amz-json-1.1"}, KEY_A)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("POST", "/", body=raw, headers=headers)
+        response = conn.getresponse()
+        status, doc = response.status, json.loads(response.read())
+    finally:
+        conn.close()
+    assert 400 <= status < 500, doc  # a registryId the caller may not use is a 403 AccessDenied
+    assert doc["__type"] in ("InvalidParameterException", "SerializationException", "AccessDeniedException"), doc
+    assert a.describe_registry()["replicationConfiguration"] == before
