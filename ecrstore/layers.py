@@ -16,7 +16,7 @@ from .blobs.base import BlobReader, BlobStore
 from .digest import SHA256_RE, Digest, parse_digest, sha256_text, try_parse_digest
 from .errors import LayerInaccessibleException, LayersNotFoundException, repository_not_found
 from .index.base import Index, WriteTxn
-from .index.records import LinkRecord
+from .index.records import LinkRecord, RepoRecord
 from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
 
 __all__ = ["Layers"]
@@ -106,6 +106,39 @@ class Layers:
             return link.size
 
         return self._index.write(commit)
+
+    def link_replica(self, source: RepoRecord, destination: RepoRecord, digests: Sequence[bytes]) -> None:
+        """Make blobs of ``source`` layers of ``destination`` too, across registries (image
+        replication: the store holds each blob once, so no byte moves). Unlike :meth:`mount`
+        this crosses tenants, so it is never a client's call: the caller (replication) has
+        checked the destination registry permits it. One write transaction that re-checks
+        both repositories (same ids) and every source link and blob. Errors:
+        RepositoryNotFound (either repository gone or re-created), LayersNotFound (a blob the
+        source no longer holds). A digest already linked in the destination keeps its link."""
+        wanted = list(dict.fromkeys(digests))
+        now = time.time()
+
+        def commit(t: WriteTxn) -> None:
+            for rec in (source, destination):
+                cur = t.get_repo(rec.registry_id, rec.name)
+                if cur is None or cur.id != rec.id:
+                    raise repository_not_found(rec.registry_id, rec.name)
+            missing = []
+            for dg in wanted:
+                if t.get_link(destination.id, dg) is not None:
+                    continue
+                link = t.get_link(source.id, dg)
+                if link is None or t.get_blob(dg) is None:
+                    missing.append(sha256_text(dg))
+                    continue
+                t.put_link(destination.id, dg, LinkRecord(link.size, now, link.media_type))
+            if missing:
+                raise LayersNotFoundException(
+                    f"Layers with digests {missing} do not exist within the repository with name "
+                    f"'{source.name}' in the registry with id '{source.registry_id}'"
+                )
+
+        self._index.write(commit)
 
     def unlink(self, registry: str, repository_name: str, layer_digest: str) -> None:
         """Remove a layer from this repository (its bytes are reclaimed by gc once no

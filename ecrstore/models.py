@@ -63,6 +63,15 @@ __all__ = [
     "GetLifecyclePolicyPreviewResult",
     "LifecycleRepositoryRun",
     "LifecycleRunReport",
+    "ReplicationDestination",
+    "RepositoryFilter",
+    "DeleteReplication",
+    "ReplicationRule",
+    "ReplicationConfiguration",
+    "PutReplicationConfigurationResult",
+    "DescribeRegistryResult",
+    "ImageReplicationStatus",
+    "DescribeImageReplicationStatusResult",
 ]
 
 
@@ -462,3 +471,65 @@ class LifecycleRunReport:
     @property
     def expired_count(self) -> int:
         return sum(len(r.expired) for r in self.repositories)
+# --- replication -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationDestination:
+    """Where a rule replicates to: a region and a registry (account id)."""
+
+    region: str
+    registry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryFilter:
+    """Which repositories a rule replicates: ``PREFIX_MATCH`` on the repository name."""
+
+    filter: str
+    filter_type: str = "PREFIX_MATCH"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteReplication:
+    enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationRule:
+    destinations: tuple[ReplicationDestination, ...]
+    repository_filters: tuple[RepositoryFilter, ...] | None = None
+    delete_replication: DeleteReplication | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationConfiguration:
+    rules: tuple[ReplicationRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PutReplicationConfigurationResult:
+    replication_configuration: ReplicationConfiguration
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeRegistryResult:
+    registry_id: str
+    replication_configuration: ReplicationConfiguration
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReplicationStatus:
+    """One destination of an image: IN_PROGRESS, COMPLETE or FAILED (with ``failure_code``)."""
+
+    region: str
+    registry_id: str
+    status: str
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeImageReplicationStatusResult:
+    repository_name: str
+    image_id: ImageIdentifier
+    replication_statuses: tuple[ImageReplicationStatus, ...]

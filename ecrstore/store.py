@@ -74,6 +74,7 @@ from .models import (
     UploadLayerPartResult,
 )
 from .policies import Policies
+from .replication import Replication
 from .repositories import Repositories
 from .repository_settings import RepositorySettings
 from .uploads import Uploads, UploadStream
@@ -114,6 +115,7 @@ class Store:
 
     Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
     Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
+    ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
     """
 
     def __init__(
@@ -186,6 +188,8 @@ class Store:
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
+        self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
+        self._push_hooks.append(self.replication.after_push)
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from .awsjson.operations import Operation
 from .config import ServerConfig
 from .oci.app import OciApp
 
-__all__ = ["AppFactory", "PeriodicLifecycle", "PeriodicPurge", "build_app", "compose"]
+__all__ = ["AppFactory", "PeriodicLifecycle", "PeriodicPurge", "build_app", "compose", "resume_replication"]
 
 log = logging.getLogger("ecrstore.server")
 
@@ -85,6 +85,18 @@ class PeriodicLifecycle(PeriodicPurge):
                              run.repository_name, len(run.expired))
 
 
+def resume_replication(store: Any) -> None:
+    """Carry out the replications a crash left IN_PROGRESS (before the worker serves; several
+    workers doing it at once is safe: each step is idempotent). A failure is logged, not fatal."""
+    try:
+        resumed = store.replication.resume()
+    except Exception as e:
+        log.error("resuming image replication failed: %s", e)
+        return
+    if resumed:
+        log.info("resumed %d image replication(s) left in progress", resumed)
+
+
 def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
             operations: Mapping[str, Operation] | None = None, tokens: RegistryTokens | None = None) -> Router:
     """The router over ``store``: the OCI distribution API under ``/v2``, the signed downloads
@@ -107,6 +119,8 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
         lifecycle = PeriodicLifecycle(store, config.lifecycle_interval)
         startup.append(lifecycle.start)
         shutdown.append(lifecycle.stop)
+    if hasattr(store, "replication"):
+        startup.append(functools.partial(resume_replication, store))
     shutdown.append(functools.partial(executor.shutdown, wait=True))
     close = getattr(store, "close", None)
     if close is not None:

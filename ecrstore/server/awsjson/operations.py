@@ -390,6 +390,28 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
         "filter": Member(Structure({"tagStatus": Member(String())}, into=m.LifecyclePolicyPreviewFilter)),
     }, target="lifecycle"),
+    # replication
+    Operation("PutReplicationConfiguration", "put_replication_configuration", {
+        "replicationConfiguration": Member(Structure({
+            "rules": Member(ListOf(Structure({
+                "destinations": Member(ListOf(Structure({
+                    "region": Member(String(), required=True),
+                    "registryId": Member(String(), required=True),
+                }, into=m.ReplicationDestination)), required=True),
+                "repositoryFilters": Member(ListOf(Structure({
+                    "filter": Member(String(), required=True),
+                    "filterType": Member(String(), required=True),
+                }, into=m.RepositoryFilter))),
+                "deleteReplication": Member(Structure({"enabled": Member(Boolean(), required=True)},
+                                                      into=m.DeleteReplication)),
+            }, into=m.ReplicationRule)), required=True),
+        }, into=m.ReplicationConfiguration), required=True),
+    }, target="replication"),
+    Operation("DescribeRegistry", "describe_registry", {}, target="replication"),
+    Operation("DescribeImageReplicationStatus", "describe_image_replication_status", {
+        "repositoryName": Member(String(), required=True),
+        "imageId": Member(_IMAGE_ID, required=True),
+    }, target="replication"),
 ]
 
 #: Operation name -> Operation.
