@@ -17,9 +17,8 @@ authorized: the front ends call :meth:`~Policies.authorize` for their callers.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
-
-import orjson
 
 from . import documents
 from . import policy as p
@@ -212,7 +211,7 @@ class Policies:
 
 def _decoded(text: str) -> dict[str, Any]:
     """A stored policy's document (it was validated when set)."""
-    doc: dict[str, Any] = orjson.loads(text)
+    doc: dict[str, Any] = json.loads(text)
     return doc
 
 

@@ -37,11 +37,10 @@ whose condition uses anything else (another key, operator or qualifier) fails cl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
-
-import orjson
 
 from .errors import invalid_parameter
 
@@ -123,8 +122,8 @@ def parse(text: Any, *, registry: bool = False) -> dict[str, Any]:
 
 def _check_document(text: str, registry: bool) -> dict[str, Any]:
     try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
+        doc = json.loads(text)  # the policy size limit bounds its nesting well below recursion's
+    except (ValueError, RecursionError) as e:
         raise PolicyError(f"not JSON: {e}") from None
     if not isinstance(doc, dict):
         raise PolicyError("the policy must be a JSON object")
