@@ -25,9 +25,6 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0
 class FakeStore:
     """Records calls; answers fixed results, or raises what ``fail`` holds."""
 
-    #: The store areas the operation table names (the app resolves them; none is called here).
-    settings = None
-
     def __init__(self):
         self.calls: list[tuple[str, dict]] = []
         self.fail: BaseException | None = None

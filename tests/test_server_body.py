@@ -171,9 +171,6 @@ def test_body_hasher_works_while_the_buffer_grows():
 
 
 class PartStore:
-    #: The store areas the operation table names (the app resolves them; none is called here).
-    settings = None
-
     def __init__(self):
         self.blobs: list[bytes] = []
 

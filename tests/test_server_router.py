@@ -128,9 +128,6 @@ class Signer:
 
 
 class DownloadStore:
-    #: The store areas the operation table names (the app resolves them; none is called here).
-    settings = None
-
     def __init__(self, signer):
         self.url_signer = signer
         self.opened = []
