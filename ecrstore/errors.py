@@ -277,3 +277,32 @@ class HashStateError(ServerException, ValueError):
 
     On the wire it is a ServerException; the store recovers from it by re-hashing the data.
     """
+
+
+class PullThroughCacheRuleAlreadyExistsException(EcrError):
+    """The registry has a pull-through cache rule of that prefix already."""
+
+    code = "PullThroughCacheRuleAlreadyExistsException"
+
+
+class PullThroughCacheRuleNotFoundException(EcrError):
+    """The registry has no pull-through cache rule of that prefix."""
+
+    code = "PullThroughCacheRuleNotFoundException"
+
+
+class UnsupportedUpstreamRegistryException(EcrError):
+    """The upstream registry URL is not one a pull-through cache rule can use."""
+
+    code = "UnsupportedUpstreamRegistryException"
+
+
+class SecretNotFoundException(EcrError):
+    """No upstream secret of the server has the credentialArn."""
+
+    code = "SecretNotFoundException"
+
+
+BY_CODE.update({cls.code: cls for cls in (PullThroughCacheRuleAlreadyExistsException,
+                                          PullThroughCacheRuleNotFoundException,
+                                          UnsupportedUpstreamRegistryException, SecretNotFoundException)})

@@ -74,6 +74,7 @@ from .models import (
     UploadInfo,
     UploadLayerPartResult,
 )
+from .pull_through import PullThrough
 from .repositories import Repositories
 from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
@@ -108,6 +109,8 @@ class Store:
     stable storage (layer data fsync-ed before the index commit that acknowledges it; directory
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
+
+    Areas of the control plane: ``pull_through`` (:class:`~ecrstore.pull_through.PullThrough`).
     """
 
     def __init__(
@@ -176,6 +179,8 @@ class Store:
         #: Called with each PutImageResult after its commit, in order (the store's areas
         #: register what follows a push here).
         self._push_hooks: list[Callable[[PutImageResult], None]] = []
+        #: Pull-through cache rules (the /v2/ front end fetches what they cover).
+        self.pull_through = PullThrough(self._index, registry_id=self.registry_id)
 
     # --- lifecycle -----------------------------------------------------------------------
 

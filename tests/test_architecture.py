@@ -26,7 +26,8 @@ LAYERS: dict[str, int] = {
                      "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.blobs",
                      "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
-                     "ecrstore.maintenance", "ecrstore.documents"], POLICY),
+                     "ecrstore.maintenance", "ecrstore.documents",
+                     "ecrstore.pull_through"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked

@@ -111,7 +111,7 @@ class EcrApp:
         }
         for op in self.operations.values():
             if op.target not in self.targets:
-                self.targets[op.target] = getattr(store, op.target)
+                self.targets[op.target] = getattr(store, op.target, None)  # None: a store without the area
         self.limits = BodyLimits(config.max_body_bytes, config.body_idle_timeout, config.body_total_timeout)
         #: Body bytes this app (one per worker) holds at once, over all requests.
         self.budget = BufferBudget(config.max_buffered_bytes)
