@@ -38,7 +38,9 @@ import orjson
 from ...errors import (
     EcrError,
     ImageAlreadyExistsException,
+    ImageDigestDoesNotMatchException,
     ImageNotFoundException,
+    InvalidLayerException,
     LayerAlreadyExistsException,
     RepositoryAlreadyExistsException,
     RepositoryNotFoundException,
@@ -123,6 +125,9 @@ class PullThroughCache:
         except UpstreamError as e:
             status, code = _STATUS.get(e.kind, (504 if "timed out" in e.message.lower() else 502, "UNKNOWN"))
             raise OciError(status, code, f"Pull through cache: {e.message}") from None
+        except (InvalidLayerException, ImageDigestDoesNotMatchException) as e:
+            raise OciError(502, "UNKNOWN", f"Pull through cache: the upstream's content does not match its digest: "
+                           f"{e.message}") from None
         except EcrError as e:
             raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
         return True

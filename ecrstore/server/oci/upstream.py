@@ -113,7 +113,9 @@ class Upstream:
 
     def ping(self) -> None:
         """GET ``/v2/`` with the credentials (the token flow included). Raises UpstreamError."""
-        self._request("/v2/", "", {}).release_conn()
+        response = self._request("/v2/", "", {})
+        response.drain_conn()  # an unread body must not be left on a pooled connection
+        response.release_conn()
 
     def manifest(self, repository: str, reference: str, *, max_bytes: int) -> tuple[bytes, str | None]:
         """(bytes, Content-Type) of a manifest. Raises UpstreamError (``invalid`` above ``max_bytes``)."""
@@ -122,11 +124,12 @@ class Upstream:
         try:
             body = response.read(max_bytes + 1)
         except urllib3.exceptions.HTTPError as e:
+            _drop(response)
             raise UpstreamError("unavailable", f"{self.base}: reading the manifest failed: {e}") from e
-        finally:
-            response.release_conn()
         if len(body) > max_bytes:
+            _drop(response)
             raise UpstreamError("invalid", f"{self.base}: the manifest is larger than {max_bytes} bytes")
+        response.release_conn()
         content_type = response.headers.get("Content-Type")
         return body, content_type.split(";")[0].strip() if content_type else None
 
@@ -134,12 +137,17 @@ class Upstream:
         """The blob's bytes in chunks of at most CHUNK_BYTES (never whole in memory); the
         caller verifies the digest. Raises UpstreamError, also while iterating."""
         response = self._request(f"/v2/{repository}/blobs/{digest}", _pull_scope(repository), {})
+        complete = False
         try:
             yield from response.stream(CHUNK_BYTES, decode_content=False)
+            complete = True
         except urllib3.exceptions.HTTPError as e:
             raise UpstreamError("unavailable", f"{self.base}: reading blob {digest} failed: {e}") from e
         finally:
-            response.release_conn()
+            if complete:
+                response.release_conn()
+            else:  # abandoned or failed part-way: the rest of the body must not reach the next request
+                _drop(response)
 
     # --- requests and authentication -----------------------------------------------------
 
@@ -212,6 +220,12 @@ class Upstream:
         with self._lock:
             cached = self._tokens.get(scope)
         return cached[0] if cached and cached[1] > time.monotonic() else None
+
+
+def _drop(response: Any) -> None:
+    """Close a response whose body was not read to its end (its connection is not reused)."""
+    response.close()
+    response.release_conn()
 
 
 def _pull_scope(repository: str) -> str:
