@@ -10,6 +10,7 @@ front of docker-registry.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import http.client
@@ -19,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +48,8 @@ from ecrstore.errors import (
     PullThroughCacheRuleNotFoundException,
 )
 from ecrstore.pull_through import MAX_RULES_PER_REGISTRY
+from ecrstore.server.oci.errors import OciError
+from ecrstore.server.oci.pull_through import PullThroughCache
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,15 +92,19 @@ class Proxy:
     ``bearer``: requests need ``Authorization: Bearer <token>``, else 401 with a docker token
     challenge whose realm is this proxy's ``/token`` (which hands out the token for Basic
     USER:PASSWORD, and anonymously when ``anonymous_tokens``). ``corrupt``: blob bodies have a
-    byte flipped (a lying upstream). Forwarded requests carry the upstream login, if any."""
+    byte flipped (a lying upstream). ``redirect``: blob reads answer 307 to ``/moved/<path>``
+    (as registries send them to their storage). ``status``: every request answers it. Forwarded
+    requests carry the upstream login, if any."""
 
     TOKEN = "the-token"
 
-    def __init__(self, target: int, *, bearer: bool = False, corrupt: bool = False,
-                 upstream_login: tuple[str, str] | None = None) -> None:
+    def __init__(self, target: int, *, bearer: bool = False, corrupt: bool = False, redirect: bool = False,
+                 status: int | None = None, upstream_login: tuple[str, str] | None = None) -> None:
         self.target = target
         self.bearer = bearer
         self.corrupt = corrupt
+        self.redirect = redirect
+        self.status = status
         self.login = upstream_login
         self.counts: collections.Counter[str] = collections.Counter()
         self.token_requests: list[dict[str, str]] = []
@@ -140,6 +148,14 @@ class Proxy:
             return
         with self._lock:
             self.counts[path] += 1
+        if self.status is not None:
+            self._send(req, self.status, b'{"errors":[{"code":"UNKNOWN","message":"upstream trouble"}]}', {})
+            return
+        if self.redirect and "/blobs/" in path and not path.startswith("/moved/"):
+            self._send(req, 307, b"", {"Location": f"{self.url}/moved{path}"})
+            return
+        if path.startswith("/moved/"):
+            req.path = path[len("/moved"):]
         headers = {k: v for k, v in req.headers.items() if k.lower() in ("accept", "range")}
         if self.login is not None:
             headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
@@ -544,3 +560,56 @@ def test_an_unknown_upstream_secret_is_not_found_without_a_secrets_file(tmp_path
         assert error["Code"] == "SecretNotFoundException"
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize("upstream_status, status, code", [
+    (500, 502, "UNKNOWN"), (503, 502, "UNKNOWN"), (429, 429, "TOOMANYREQUESTS"), (404, 404, "MANIFEST_UNKNOWN"),
+])
+def test_upstream_failures_answer_their_oci_errors(server, upstream, upstream_status, status, code):
+    proxy = Proxy(upstream.port, status=upstream_status)
+    try:
+        prefix = f"fail{upstream_status}x{os.getpid() % 1000}"
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=proxy.url)
+        answer, _, body = v2_get(server, f"/v2/{prefix}/any/manifests/v1")
+        assert answer == status and json.loads(body)["errors"][0]["code"] == code, body
+        assert str(upstream_status) in json.loads(body)["errors"][0]["message"] or upstream_status == 404
+    finally:
+        proxy.stop()
+
+
+def test_blob_reads_the_upstream_redirects_are_followed(server, upstream, containers, tmp_path):
+    name = repo_name("moved")
+    digest, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7901)
+    proxy = Proxy(upstream.port, redirect=True)
+    try:
+        prefix = f"moved{os.getpid() % 1000}"
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=proxy.url)
+        status, _, body = v2_get(server, f"/v2/{prefix}/{name}/manifests/v1")
+        assert status == 200 and body == blobs[digest]
+        assert sum(1 for p in proxy.counts if p.startswith("/moved/")) == 3, proxy.counts
+    finally:
+        proxy.stop()
+
+
+def test_a_large_blob_streams_through_in_bounded_memory(upstream, containers, tmp_path):
+    """In process, with tracemalloc: a 24 MiB layer never lies whole in Python memory."""
+    name = repo_name("large")
+    layout = tmp_path / "layout"
+    img = make_image(8001, layers=1, size=24 * 2**20)
+    digest = oci_layout(layout, [(img, "v1")])["v1"]
+    containers.skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:v1",
+                      f"docker://{upstream.host}/{name}:v1")
+    with Store(tmp_path / "store") as store, ThreadPoolExecutor(2) as executor:
+        store.pull_through.create_pull_through_cache_rule("big", upstream.endpoint)
+        cache = PullThroughCache(store, executor, {})
+        miss = OciError(404, "NAME_UNKNOWN", "absent")
+        tracemalloc.start()
+        try:
+            found = asyncio.run(cache.pull(store.registry_id, f"big/{name}", "v1", miss))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert found.digest == digest
+        assert peak < 8 * 2**20, f"peak {peak} bytes for a {len(img.layers[0])}-byte layer"
+        with store.open_layer(f"big/{name}", img.layer_digests[0]) as reader:
+            assert reader.size == len(img.layers[0])

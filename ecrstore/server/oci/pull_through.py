@@ -17,8 +17,10 @@ arrives twice is LayerAlreadyExists (success) and the second PutImage finds the 
 
 Answers to upstream failures (the OCI spec has no code for them): the upstream has no such
 manifest: 404 ``MANIFEST_UNKNOWN``; it throttles: 429 ``TOOMANYREQUESTS``; it is unreachable,
-fails (5xx), refuses the rule's credentials or answers off-protocol: 502 ``UNKNOWN`` (a
-gateway error, never the client's own 401, whose credentials were fine); a time-out: 504.
+fails (5xx), refuses the rule's credentials, answers off-protocol or sends a blob or manifest
+that does not match its digest: 502 ``UNKNOWN`` (a gateway error, never the client's own 401,
+whose credentials were fine); a time-out: 504 ``UNKNOWN``. A miss of a blob (not a manifest)
+is not fetched: clients read a manifest first, and its fetch brought every blob.
 
 Who may pull through: ECR asks for ``ecr:BatchImportUpstreamImage``; here every caller of the
 registry (the one its login names) may, and a rule only covers repositories of its registry.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -55,7 +58,8 @@ __all__ = ["PullThroughCache", "attach"]
 
 log = logging.getLogger("ecrstore.server")
 
-_STATUS = {"not-found": (404, "MANIFEST_UNKNOWN"), "throttled": (429, "TOOMANYREQUESTS")}
+#: UpstreamError kind -> the answer (every other kind: 502 UNKNOWN).
+_STATUS = {"not-found": (404, "MANIFEST_UNKNOWN"), "throttled": (429, "TOOMANYREQUESTS"), "timeout": (504, "UNKNOWN")}
 
 
 class PullThroughCache:
@@ -68,8 +72,8 @@ class PullThroughCache:
         self._executor = executor
         self._secrets = secrets
         self._inflight: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
-        #: Upstream fetches made (one per image fetched; tests and logs read it).
-        self.fetches = 0
+        self._clients: dict[tuple[str, str | None], Upstream] = {}  # (url, secret ARN): tokens kept across pulls
+        self._lock = threading.Lock()
 
     # --- Upstreams, for the rules --------------------------------------------------------
 
@@ -114,7 +118,6 @@ class PullThroughCache:
         if matched is None:
             return False
         rule, upstream_name = matched
-        self.fetches += 1
         log.info("pull through %s/%s:%s from %s/%s", registry, name, reference, rule.upstream_registry_url,
                  upstream_name)
         try:
@@ -123,7 +126,7 @@ class PullThroughCache:
             tagged = None if ":" in reference else reference
             self._image(upstream, registry, name, upstream_name, reference, tagged)
         except UpstreamError as e:
-            status, code = _STATUS.get(e.kind, (504 if "timed out" in e.message.lower() else 502, "UNKNOWN"))
+            status, code = _STATUS.get(e.kind, (502, "UNKNOWN"))
             raise OciError(status, code, f"Pull through cache: {e.message}") from None
         except (InvalidLayerException, ImageDigestDoesNotMatchException) as e:
             raise OciError(502, "UNKNOWN", f"Pull through cache: the upstream's content does not match its digest: "
@@ -138,7 +141,12 @@ class PullThroughCache:
             secret = self._secrets.get(rule.credential_arn)
             if secret is None:
                 raise UpstreamError("denied", f"the rule's secret {rule.credential_arn} is not known to this server")
-        return Upstream(rule.upstream_registry_url, secret)
+        key = (rule.upstream_registry_url, rule.credential_arn)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = Upstream(rule.upstream_registry_url, secret)
+        return client
 
     def _ensure_repository(self, registry: str, name: str) -> None:
         try:

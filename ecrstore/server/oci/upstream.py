@@ -8,7 +8,8 @@ from the realm, with the credentials as Basic when there are any, kept per scope
 expires). :func:`load_secrets` reads the secrets file of ``ecrstore serve --upstream-secrets``.
 
 Errors are :class:`UpstreamError` with the kind of failure (``not-found``, ``denied``,
-``throttled``, ``unavailable``, ``invalid``); the caller decides how to answer them. Every
+``throttled``, ``unavailable``, ``timeout``, ``invalid``); the caller decides how to answer
+them. The secrets file is read when a worker starts: restart the server after changing it. Every
 request is bounded by :data:`CONNECT_TIMEOUT` and :data:`READ_TIMEOUT`. Thread-safe: one
 urllib3 pool manager per process is shared by every upstream.
 """
@@ -48,7 +49,7 @@ class SecretsFileError(Exception):
 
 class UpstreamError(Exception):
     """An upstream request failed. ``kind``: ``not-found`` (404), ``denied`` (401/403 with the
-    credentials the rule has), ``throttled`` (429), ``unavailable`` (unreachable, timeout, 5xx),
+    credentials the rule has), ``throttled`` (429), ``unavailable`` (unreachable, 5xx), ``timeout``,
     ``invalid`` (an answer that is not what the protocol says)."""
 
     def __init__(self, kind: str, message: str) -> None:
@@ -97,7 +98,10 @@ def load_secrets(path: str | os.PathLike[str]) -> dict[str, Secret]:
     return out
 
 
-_POOL = urllib3.PoolManager(num_pools=32, maxsize=8, retries=False,
+#: No retries (a failed fetch is the client's to retry); redirects followed, as registries
+#: send blob reads to their storage's URLs (Authorization is dropped on a move to another host).
+_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_redirect=False)
+_POOL = urllib3.PoolManager(num_pools=32, maxsize=8, retries=_RETRIES,
                             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT))
 
 
@@ -125,7 +129,7 @@ class Upstream:
             body = response.read(max_bytes + 1)
         except urllib3.exceptions.HTTPError as e:
             _drop(response)
-            raise UpstreamError("unavailable", f"{self.base}: reading the manifest failed: {e}") from e
+            raise _unreachable(f"{self.base}: reading the manifest failed", e) from e
         if len(body) > max_bytes:
             _drop(response)
             raise UpstreamError("invalid", f"{self.base}: the manifest is larger than {max_bytes} bytes")
@@ -142,7 +146,7 @@ class Upstream:
             yield from response.stream(CHUNK_BYTES, decode_content=False)
             complete = True
         except urllib3.exceptions.HTTPError as e:
-            raise UpstreamError("unavailable", f"{self.base}: reading blob {digest} failed: {e}") from e
+            raise _unreachable(f"{self.base}: reading blob {digest} failed", e) from e
         finally:
             if complete:
                 response.release_conn()
@@ -173,10 +177,9 @@ class Upstream:
         if auth:
             sent["Authorization"] = auth
         try:
-            return self._pool.request("GET", self.base + path, headers=sent, preload_content=False,
-                                      redirect=True)
+            return self._pool.request("GET", self.base + path, headers=sent, preload_content=False)
         except urllib3.exceptions.HTTPError as e:
-            raise UpstreamError("unavailable", f"{self.base} cannot be reached: {e}") from e
+            raise _unreachable(f"{self.base} cannot be reached", e) from e
 
     def _answer(self, challenge: str, scope: str) -> str:
         """The Authorization value answering a 401's challenge."""
@@ -196,9 +199,9 @@ class Upstream:
             query["scope"] = params.get("scope", scope)
         headers = {"Authorization": self.secret.basic()} if self.secret is not None else {}
         try:
-            response = self._pool.request("GET", f"{realm}?{urlencode(query)}", headers=headers, redirect=True)
+            response = self._pool.request("GET", f"{realm}?{urlencode(query)}", headers=headers)
         except urllib3.exceptions.HTTPError as e:
-            raise UpstreamError("unavailable", f"the token service {realm} cannot be reached: {e}") from e
+            raise _unreachable(f"the token service {realm} cannot be reached", e) from e
         if response.status in (401, 403):
             raise UpstreamError("denied", f"the token service {realm} refused the rule's credentials")
         if response.status != 200:
@@ -220,6 +223,15 @@ class Upstream:
         with self._lock:
             cached = self._tokens.get(scope)
         return cached[0] if cached and cached[1] > time.monotonic() else None
+
+
+def _unreachable(what: str, error: Exception) -> UpstreamError:
+    cause = getattr(error, "reason", None) or error
+    # NewConnectionError (refused, no route) derives from ConnectTimeoutError in urllib3 2: not a time-out.
+    timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError)
+    kind = "timeout" if timed_out else "unavailable"
+    return UpstreamError(kind, f"{what}: {cause}")
 
 
 def _drop(response: Any) -> None:
