@@ -4,40 +4,27 @@ The upstream is Debian's docker-registry on loopback (anonymous, or with htpassw
 images are pushed to it with skopeo from OCI layouts the tests build, rules are made with boto3
 against a real ``ecrstore serve``, and pulls go through ecrstore's /v2/ with skopeo or plain
 HTTP. Where a test must count or shape the upstream's answers (one fetch for concurrent pulls,
-the Bearer token protocol, a lying upstream) a forwarding HTTP proxy of this file stands in
-front of docker-registry.
+the Bearer token protocol, a lying upstream) a forwarding HTTP proxy stands in front of
+docker-registry (both in tests/pull_through_upstreams.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import http.client
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import tracemalloc
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from oci_tools import (
-    MANIFEST_ACCEPT,
-    ContainersEnv,
-    Registry,
-    free_port,
-    oci_layout_blobs,
-    read_log,
-    require,
-    start_daemon,
-    wait_for,
-)
+from oci_tools import MANIFEST_ACCEPT, ContainersEnv, Registry, free_port, oci_layout_blobs, read_log
+from pull_through_upstreams import PASSWORD, USER, Proxy, start_upstream
 from server_fixtures import KEY_A, KEY_OTHER_REGISTRY, REGISTRY_A, REGISTRY_B, repo_name, start_server
 from transfer_util import make_image, oci_layout
 
@@ -46,6 +33,7 @@ from ecrstore.errors import (
     InvalidParameterException,
     LimitExceededException,
     PullThroughCacheRuleNotFoundException,
+    SecretNotFoundException,
 )
 from ecrstore.pull_through import MAX_RULES_PER_REGISTRY
 from ecrstore.server.oci.errors import OciError
@@ -56,148 +44,6 @@ pytestmark = pytest.mark.timeout(300)
 ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:ecr-pullthroughcache/upstream-a"
 WRONG_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:ecr-pullthroughcache/wrong"
 UNKNOWN_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:ecr-pullthroughcache/nobody"
-USER, PASSWORD = "mirror", "s3cret-pass"
-
-
-# --- the upstream: docker-registry, and a forwarding proxy in front of it ---------------------
-
-
-def start_upstream(workdir: Path, *, htpasswd: bool = False) -> Registry:
-    """docker-registry on a free loopback port (with ``htpasswd``: Basic auth for USER)."""
-    binary = require("docker-registry")
-    workdir.mkdir(parents=True, exist_ok=True)
-    auth = ""
-    if htpasswd:
-        done = subprocess.run([require("htpasswd"), "-Bbn", USER, PASSWORD], capture_output=True, text=True,
-                              check=True, timeout=60)
-        (workdir / "htpasswd").write_text(done.stdout)
-        auth = f"auth:\n  htpasswd:\n    realm: upstream\n    path: {workdir / 'htpasswd'}\n"
-    port = free_port()
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n{auth}")
-    log_path = workdir / f"registry-{port}.log"
-    process = start_daemon([binary, "serve", config], log_path)
-    registry = Registry("distribution", port, workdir, process, log_path)
-    wait_for("docker-registry", lambda: registry.get("/v2/", key=None)[0] in (200, 401), process=process,
-             log=log_path)
-    return registry
-
-
-class Proxy:
-    """A forwarding HTTP proxy to ``target`` that counts the GETs it forwards, by path.
-
-    ``bearer``: requests need ``Authorization: Bearer <token>``, else 401 with a docker token
-    challenge whose realm is this proxy's ``/token`` (which hands out the token for Basic
-    USER:PASSWORD, and anonymously when ``anonymous_tokens``). ``corrupt``: blob bodies have a
-    byte flipped (a lying upstream). ``redirect``: blob reads answer 307 to ``/moved/<path>``
-    (as registries send them to their storage). ``status``: every request answers it. Forwarded
-    requests carry the upstream login, if any."""
-
-    TOKEN = "the-token"
-
-    def __init__(self, target: int, *, bearer: bool = False, corrupt: bool = False, redirect: bool = False,
-                 status: int | None = None, upstream_login: tuple[str, str] | None = None) -> None:
-        self.target = target
-        self.bearer = bearer
-        self.corrupt = corrupt
-        self.redirect = redirect
-        self.status = status
-        self.login = upstream_login
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.token_requests: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                proxy.handle(self)
-
-            do_HEAD = do_GET  # noqa: N815
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
-        path = urllib.parse.urlsplit(req.path).path
-        if path == "/token":
-            self._token(req)
-            return
-        if self.bearer and req.headers.get("Authorization") != f"Bearer {self.TOKEN}":
-            scope = ""
-            parts = path.split("/")
-            if "manifests" in parts or "blobs" in parts:
-                name = "/".join(parts[2:-2])
-                scope = f',scope="repository:{name}:pull"'
-            challenge = f'Bearer realm="{self.url}/token",service="proxy"{scope}'
-            self._send(req, 401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
-            return
-        with self._lock:
-            self.counts[path] += 1
-        if self.status is not None:
-            self._send(req, self.status, b'{"errors":[{"code":"UNKNOWN","message":"upstream trouble"}]}', {})
-            return
-        if self.redirect and "/blobs/" in path and not path.startswith("/moved/"):
-            self._send(req, 307, b"", {"Location": f"{self.url}/moved{path}"})
-            return
-        if path.startswith("/moved/"):
-            req.path = path[len("/moved"):]
-        headers = {k: v for k, v in req.headers.items() if k.lower() in ("accept", "range")}
-        if self.login is not None:
-            headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.target, timeout=60)
-        try:
-            conn.request(req.command, req.path, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        if self.corrupt and "/blobs/" in path and body:
-            body = bytes([body[0] ^ 1]) + body[1:]
-        keep = {k: v for k, v in response.getheaders()
-                if k.lower() in ("content-type", "docker-content-digest", "www-authenticate")}
-        self._send(req, response.status, body, keep)
-
-    def _token(self, req: http.server.BaseHTTPRequestHandler) -> None:
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(req.path).query))
-        with self._lock:
-            self.token_requests.append({**query, "authorization": req.headers.get("Authorization", "")})
-        good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        if req.headers.get("Authorization") != good:
-            self._send(req, 401, b'{"details":"bad credentials"}', {})
-            return
-        self._send(req, 200, json.dumps({"token": self.TOKEN, "expires_in": 300}).encode(), {})
-
-    @staticmethod
-    def _send(req: http.server.BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
-        req.send_response(status)
-        for k, v in headers.items():
-            req.send_header(k, v)
-        req.send_header("Content-Length", str(len(body)))
-        req.end_headers()
-        if req.command != "HEAD":
-            req.wfile.write(body)
-
-    def manifest_gets(self) -> int:
-        return sum(n for p, n in self.counts.items() if "/manifests/" in p)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- fixtures -------------------------------------------------------------------------------
@@ -552,14 +398,13 @@ def test_a_bearer_token_upstream_pulls_with_the_docker_token_protocol(server, up
         proxy.stop()
 
 
-def test_an_unknown_upstream_secret_is_not_found_without_a_secrets_file(tmp_path):
-    process = start_server(tmp_path, keys=[KEY_A])
-    try:
-        error = client_error(process.client().create_pull_through_cache_rule, ecrRepositoryPrefix="nosecrets",
-                             upstreamRegistryUrl="127.0.0.1:5000", credentialArn=ARN)
-        assert error["Code"] == "SecretNotFoundException"
-    finally:
-        process.stop()
+def test_an_embedded_store_knows_no_secret_and_reaches_no_upstream(tmp_path):
+    with Store(tmp_path / "store") as store:
+        with pytest.raises(SecretNotFoundException, match=f"The secret with the ARN '{ARN}' was not found"):
+            store.pull_through.create_pull_through_cache_rule("embedded", "127.0.0.1:5000", credential_arn=ARN)
+        store.pull_through.create_pull_through_cache_rule("embedded", "127.0.0.1:5000")
+        result = store.pull_through.validate_pull_through_cache_rule("embedded")
+        assert result.is_valid is False and "No upstream client" in result.failure
 
 
 @pytest.mark.parametrize("upstream_status, status, code", [

@@ -177,11 +177,13 @@ class PullThroughCache:
                 if not self._has_image(registry, name, child):
                     self._image(upstream, registry, name, upstream_name, child, None)
         else:
-            blobs = _descriptors([doc.get("config"), *(doc.get("layers") or [])])
-            present = self.store.batch_check_layer_availability(name, blobs, registry_id=registry) if blobs else None
-            have = {layer.layer_digest for layer in present.layers if layer.layer_availability == "AVAILABLE"} \
-                if present is not None else set()
-            for digest in dict.fromkeys(blobs):
+            blobs = list(dict.fromkeys(_descriptors([doc.get("config"), *(doc.get("layers") or [])])))
+            have: set[str] = set()
+            for start in range(0, len(blobs), _CHECK_BATCH):
+                present = self.store.batch_check_layer_availability(name, blobs[start:start + _CHECK_BATCH],
+                                                                    registry_id=registry)
+                have.update(layer.layer_digest for layer in present.layers if layer.layer_availability == "AVAILABLE")
+            for digest in blobs:
                 if digest not in have:
                     self._blob(upstream, registry, name, upstream_name, digest)
         by_digest = None if tag is not None else reference
@@ -215,6 +217,8 @@ class PullThroughCache:
 
 
 _KNOWN = frozenset((*IMAGE_MANIFESTS, *INDEXES))
+#: Digests per BatchCheckLayerAvailability call (the model's list bound).
+_CHECK_BATCH = 100
 
 
 def _descriptors(items: Any) -> list[str]:
