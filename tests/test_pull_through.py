@@ -80,9 +80,15 @@ def server(tmp_path_factory):
     process.stop()
 
 
+_PASSWORDS: dict[tuple[int, str], str] = {}
+
+
 def password(server, key=KEY_A) -> str:
-    token = server.client(key).get_authorization_token()["authorizationData"][0]["authorizationToken"]
-    return base64.b64decode(token).decode().partition(":")[2]
+    """The /v2/ password of ``key`` on ``server`` (GetAuthorizationToken, once per server and key)."""
+    if (server.port, key[0]) not in _PASSWORDS:
+        token = server.client(key).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        _PASSWORDS[server.port, key[0]] = base64.b64decode(token).decode().partition(":")[2]
+    return _PASSWORDS[server.port, key[0]]
 
 
 def v2_get(server, path: str, key=KEY_A, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -280,7 +286,6 @@ def test_concurrent_first_pulls_fetch_from_the_upstream_once(server, upstream, c
     try:
         prefix = f"burst{os.getpid() % 1000}"
         server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=proxy.url)
-        password(server)  # warm the login before the burst
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda _: v2_get(server, f"/v2/{prefix}/{name}/manifests/v1"), range(8)))
         assert {(status, body) for status, _, body in answers} == {(200, blobs[digest])}
@@ -291,6 +296,25 @@ def test_concurrent_first_pulls_fetch_from_the_upstream_once(server, upstream, c
             status, _, data = v2_get(server, f"/v2/{prefix}/{name}/blobs/{blob['digest']}")
             assert status == 200 and data == blobs[blob["digest"]]
     finally:
+        proxy.stop()
+
+
+def test_concurrent_first_pulls_in_several_workers_store_one_image(upstream, containers, tmp_path):
+    """Workers do not coordinate: each may fetch, and what they store is one image."""
+    name = repo_name("workers")
+    digest, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7451)
+    proxy = Proxy(upstream.port)
+    process = start_server(tmp_path / "server", keys=[KEY_A], workers=2)
+    try:
+        process.client().create_pull_through_cache_rule(ecrRepositoryPrefix="workers", upstreamRegistryUrl=proxy.url)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: v2_get(process, f"/v2/workers/{name}/manifests/v1"), range(8)))
+        assert {(status, body) for status, _, body in answers} == {(200, blobs[digest])}, answers
+        assert 1 <= proxy.manifest_gets() <= 2, proxy.counts
+        [image] = process.client().describe_images(repositoryName=f"workers/{name}")["imageDetails"]
+        assert image["imageDigest"] == digest and image["imageTags"] == ["v1"]
+    finally:
+        process.stop()
         proxy.stop()
 
 
