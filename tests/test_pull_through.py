@@ -349,6 +349,8 @@ def test_misses_the_upstream_cannot_answer_and_misses_no_rule_covers(server, ups
     ecr.create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=upstream.endpoint)
     status, _, body = v2_get(server, f"/v2/{prefix}/absent/manifests/v1")
     assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert client_error(ecr.describe_repositories, repositoryNames=[f"{prefix}/absent"])["Code"] == \
+        "RepositoryNotFoundException"  # nothing upstream: no repository made for it
     status, _, body = v2_get(server, f"/v2/{repo_name('uncovered')}/manifests/v1")
     assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
     # Registry B has no rule of that prefix: its callers do not pull through A's rules.

@@ -122,9 +122,10 @@ class PullThroughCache:
                  upstream_name)
         try:
             upstream = self._upstream(rule)
-            self._ensure_repository(registry, name)
             tagged = None if ":" in reference else reference
-            self._image(upstream, registry, name, upstream_name, reference, tagged)
+            # The repository is created once the upstream has answered with a manifest.
+            self._image(upstream, registry, name, upstream_name, reference, tagged,
+                        before=lambda: self._ensure_repository(registry, name))
         except UpstreamError as e:
             status, code = _STATUS.get(e.kind, (502, "UNKNOWN"))
             raise OciError(status, code, f"Pull through cache: {e.message}") from None
@@ -161,8 +162,9 @@ class PullThroughCache:
             pass  # a concurrent pull created it
 
     def _image(self, upstream: Upstream, registry: str, name: str, upstream_name: str, reference: str,
-               tag: str | None) -> None:
-        """Fetch one manifest (and what it references) and put it, tagged ``tag`` or by digest."""
+               tag: str | None, before: Callable[[], None] | None = None) -> None:
+        """Fetch one manifest (and what it references) and put it, tagged ``tag`` or by digest;
+        ``before`` runs once the manifest arrived and parsed, before anything is stored."""
         raw, media_type = upstream.manifest(upstream_name, reference, max_bytes=MAX_MANIFEST_CHARS)
         try:
             doc = orjson.loads(raw)
@@ -171,6 +173,8 @@ class PullThroughCache:
             raise UpstreamError("invalid", f"the manifest of {upstream_name}:{reference} is not JSON") from None
         if not isinstance(doc, dict):
             raise UpstreamError("invalid", f"the manifest of {upstream_name}:{reference} is not a JSON object")
+        if before is not None:
+            before()
         kind = doc.get("mediaType") or media_type
         if kind in INDEXES or "manifests" in doc:
             for child in _descriptors(doc.get("manifests")):
