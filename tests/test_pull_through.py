@@ -422,6 +422,15 @@ def test_a_bearer_token_upstream_pulls_with_the_docker_token_protocol(server, up
         assert status == 502 and "token service" in json.loads(body)["errors"][0]["message"]
     finally:
         proxy.stop()
+    public = Proxy(upstream.port, bearer=True, anonymous_tokens=True)  # as public registries hand out tokens
+    try:
+        prefix = f"public{os.getpid() % 1000}"
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=public.url)
+        status, _, body = v2_get(server, f"/v2/{prefix}/{name}/manifests/v1")
+        assert status == 200 and body == blobs[digest], body
+        assert public.token_requests and all(r["authorization"] == "" for r in public.token_requests)
+    finally:
+        public.stop()
 
 
 def test_an_embedded_store_knows_no_secret_and_reaches_no_upstream(tmp_path):
