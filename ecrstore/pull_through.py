@@ -20,12 +20,13 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from . import documents
 from . import validate as v
 from .errors import (
+    InvalidParameterException,
     LimitExceededException,
     PullThroughCacheRuleAlreadyExistsException,
     PullThroughCacheRuleNotFoundException,
@@ -124,7 +125,8 @@ class PullThrough:
         registry = v.registry_id(registry_id, self._registry_id)
         prefix = _prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
         url = _upstream_url(upstream_registry_url)
-        label = v.enum(upstream_registry, "upstreamRegistry", UPSTREAM_REGISTRIES) if upstream_registry else None
+        label = (v.enum(upstream_registry, "upstreamRegistry", UPSTREAM_REGISTRIES)
+                 if upstream_registry is not None else None)
         upstream_prefix = (_prefix(upstream_repository_prefix, "upstreamRepositoryPrefix")
                            if upstream_repository_prefix is not None else None)
         role = v.string(custom_role_arn, "customRoleArn", max_len=2048) if custom_role_arn is not None else None
@@ -152,33 +154,34 @@ class PullThrough:
         next_token: str | None = None, max_results: int | None = None,
     ) -> DescribePullThroughCacheRulesResult:
         """DescribePullThroughCacheRules: the named rules in the order asked (any prefix without
-        a rule: PullThroughCacheRuleNotFound), or a page of all of them in prefix order (100
-        unless ``max_results``; ``next_token`` continues). Errors: InvalidParameter (also a
-        bent nextToken), PullThroughCacheRuleNotFound. Reads one consistent snapshot."""
+        a rule: PullThroughCacheRuleNotFound; paging does not apply to them, as with
+        DescribeRepositories' names), or a page of all of them in prefix order (100 unless
+        ``max_results``; ``next_token`` continues). Errors: InvalidParameter (also a bent
+        nextToken, or maxResults/nextToken with prefixes), PullThroughCacheRuleNotFound. Reads
+        one consistent snapshot."""
         registry = v.registry_id(registry_id, self._registry_id)
         page = v.max_results(max_results)
-        wanted = None
         if ecr_repository_prefixes is not None:
             raw = v.str_list(ecr_repository_prefixes, "ecrRepositoryPrefixes", max_items=100)
             wanted = [_prefix(p, "ecrRepositoryPrefixes") for p in raw]
+            if page is not None or next_token is not None:
+                raise InvalidParameterException("maxResults and nextToken cannot be used with ecrRepositoryPrefixes")
+            with self._index.read() as t:
+                found = [documents.get(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, p))
+                         for p in wanted]
+            for prefix, doc in zip(wanted, found, strict=True):
+                if doc is None:
+                    raise _not_found(registry, prefix)
+            return DescribePullThroughCacheRulesResult(tuple(_rule(registry, d) for d in found))
         after = _decode_token(next_token, registry) if next_token is not None else None
         limit = page or DEFAULT_PAGE
+        docs: list[dict[str, Any]] = []
         with self._index.read() as t:
-            if wanted is not None:
-                found = []
-                for prefix in wanted:
-                    doc = documents.get(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, prefix))
-                    if doc is None:
-                        raise _not_found(registry, prefix)
-                    found.append(doc)
-                docs = [d for d in found if after is None or d["prefix"] > after]
-            else:
-                docs = []
-                for doc in (d for _, d in _rule_docs(t, registry)):
-                    if after is None or doc["prefix"] > after:
-                        docs.append(doc)
-                        if len(docs) > limit:
-                            break
+            for _, doc in _rule_docs(t, registry):
+                if after is None or doc["prefix"] > after:
+                    docs.append(doc)
+                    if len(docs) > limit:
+                        break
         more = len(docs) > limit
         docs = docs[:limit]
         token = encode_token(registry, docs[-1]["prefix"]) if more else None
@@ -319,7 +322,7 @@ def _upstream_url(value: Any) -> str:
     return text
 
 
-def _rule_docs(t: ReadTxn, registry: str) -> Any:
+def _rule_docs(t: ReadTxn, registry: str) -> Iterator[tuple[str, Any]]:
     return documents.items(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, ""))
 
 

@@ -171,6 +171,8 @@ def test_rule_operations_and_their_errors_through_boto3(server, upstream):
     assert error["Message"] == (f"The pull through cache rule with the prefix 'missing' does not exist in the "
                                 f"registry with id '{REGISTRY_A}'")
     assert client_error(ecr.describe_pull_through_cache_rules, maxResults=0)["Code"] == "InvalidParameterException"
+    assert client_error(ecr.describe_pull_through_cache_rules, ecrRepositoryPrefixes=[prefix], maxResults=1)[
+        "Message"] == "maxResults and nextToken cannot be used with ecrRepositoryPrefixes"
     assert client_error(ecr.describe_pull_through_cache_rules, nextToken="bent")["Message"] == (
         "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'")
     other = server.client(KEY_OTHER_REGISTRY).describe_pull_through_cache_rules()
