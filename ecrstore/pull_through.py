@@ -117,8 +117,9 @@ class PullThrough:
         upstream_registry: str | None = None, credential_arn: str | None = None,
         custom_role_arn: str | None = None, upstream_repository_prefix: str | None = None,
     ) -> PullThroughCacheRule:
-        """CreatePullThroughCacheRule. Errors: InvalidParameter (a member outside the model's
-        constraints), UnsupportedUpstreamRegistry (an upstreamRegistryUrl that is not
+        """CreatePullThroughCacheRule (``upstream_repository_prefix`` defaults to ``ROOT``, as in
+        ECR). Errors: InvalidParameter (a member outside the model's constraints, or an upstream
+        prefix other than ROOT with the ROOT rule), UnsupportedUpstreamRegistry (an upstreamRegistryUrl that is not
         ``[http[s]://]host[:port]``), SecretNotFound (a credentialArn no secret of the server
         has), LimitExceeded (the registry holds MAX_RULES_PER_REGISTRY rules),
         PullThroughCacheRuleAlreadyExists (a rule of that prefix)."""
@@ -128,7 +129,10 @@ class PullThrough:
         label = (v.enum(upstream_registry, "upstreamRegistry", UPSTREAM_REGISTRIES)
                  if upstream_registry is not None else None)
         upstream_prefix = (_prefix(upstream_repository_prefix, "upstreamRepositoryPrefix")
-                           if upstream_repository_prefix is not None else None)
+                           if upstream_repository_prefix is not None else ROOT)
+        if prefix == ROOT and upstream_prefix != ROOT:
+            raise InvalidParameterException(
+                "An upstreamRepositoryPrefix other than ROOT needs an ecrRepositoryPrefix other than ROOT")
         role = v.string(custom_role_arn, "customRoleArn", max_len=2048) if custom_role_arn is not None else None
         arn = self._credential(credential_arn) if credential_arn is not None else None
         now = self._clock()

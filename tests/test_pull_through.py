@@ -162,6 +162,7 @@ def test_rule_operations_and_their_errors_through_boto3(server, upstream):
     described = ecr.describe_pull_through_cache_rules(ecrRepositoryPrefixes=[prefix + "-two", prefix])
     assert [r["ecrRepositoryPrefix"] for r in described["pullThroughCacheRules"]] == [prefix + "-two", prefix]
     assert described["pullThroughCacheRules"][0]["credentialArn"] == ARN
+    assert described["pullThroughCacheRules"][0]["upstreamRepositoryPrefix"] == "ROOT"  # ECR's default
     assert "updatedAt" in described["pullThroughCacheRules"][0]
     pages = ecr.get_paginator("describe_pull_through_cache_rules").paginate(PaginationConfig={"PageSize": 1})
     listed = [r["ecrRepositoryPrefix"] for page in pages for r in page["pullThroughCacheRules"]]
@@ -225,6 +226,8 @@ def test_a_repository_falls_under_its_longest_prefix_else_root(tmp_path):
         assert rules.match("team/deep/app")[0].upstream_registry_url == "b.example"
         assert rules.match("team/deep/app")[1] == "lib/app"
         assert rules.match("team") is None and rules.match("teams/app") is None
+        with pytest.raises(InvalidParameterException, match="needs an ecrRepositoryPrefix other than ROOT"):
+            rules.create_pull_through_cache_rule("ROOT", "c.example", upstream_repository_prefix="lib")
         rules.create_pull_through_cache_rule("ROOT", "c.example", upstream_repository_prefix="ROOT")
         assert rules.match("anything/else")[1] == "anything/else"
         with pytest.raises(PullThroughCacheRuleNotFoundException):
