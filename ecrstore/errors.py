@@ -312,3 +312,32 @@ class LifecyclePolicyPreviewInProgressException(EcrError):
 
 BY_CODE.update({cls.code: cls for cls in (LifecyclePolicyNotFoundException, LifecyclePolicyPreviewNotFoundException,
                                           LifecyclePolicyPreviewInProgressException)})
+
+
+class PullThroughCacheRuleAlreadyExistsException(EcrError):
+    """The registry has a pull-through cache rule of that prefix already."""
+
+    code = "PullThroughCacheRuleAlreadyExistsException"
+
+
+class PullThroughCacheRuleNotFoundException(EcrError):
+    """The registry has no pull-through cache rule of that prefix."""
+
+    code = "PullThroughCacheRuleNotFoundException"
+
+
+class UnsupportedUpstreamRegistryException(EcrError):
+    """The upstream registry URL is not one a pull-through cache rule can use."""
+
+    code = "UnsupportedUpstreamRegistryException"
+
+
+class SecretNotFoundException(EcrError):
+    """No upstream secret of the server has the credentialArn."""
+
+    code = "SecretNotFoundException"
+
+
+BY_CODE.update({cls.code: cls for cls in (PullThroughCacheRuleAlreadyExistsException,
+                                          PullThroughCacheRuleNotFoundException,
+                                          UnsupportedUpstreamRegistryException, SecretNotFoundException)})

@@ -72,6 +72,10 @@ __all__ = [
     "DescribeRegistryResult",
     "ImageReplicationStatus",
     "DescribeImageReplicationStatusResult",
+    "PullThroughCacheRule",
+    "DescribePullThroughCacheRulesResult",
+    "UpdatePullThroughCacheRuleResult",
+    "ValidatePullThroughCacheRuleResult",
 ]
 
 
@@ -533,3 +537,47 @@ class DescribeImageReplicationStatusResult:
     repository_name: str
     image_id: ImageIdentifier
     replication_statuses: tuple[ImageReplicationStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullThroughCacheRule:
+    """A pull-through cache rule (times in epoch seconds); Create and Delete answer it
+    without ``updated_at``, as ECR's responses have no such member."""
+
+    ecr_repository_prefix: str
+    upstream_registry_url: str
+    created_at: float
+    registry_id: str
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+    upstream_repository_prefix: str | None = None
+    upstream_registry: str | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DescribePullThroughCacheRulesResult:
+    pull_through_cache_rules: tuple[PullThroughCacheRule, ...]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePullThroughCacheRuleResult:
+    ecr_repository_prefix: str
+    registry_id: str
+    updated_at: float
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+    upstream_repository_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatePullThroughCacheRuleResult:
+    ecr_repository_prefix: str
+    registry_id: str
+    upstream_registry_url: str
+    is_valid: bool
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+    upstream_repository_prefix: str | None = None
+    failure: str | None = None

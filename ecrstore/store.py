@@ -74,6 +74,7 @@ from .models import (
     UploadLayerPartResult,
 )
 from .policies import Policies
+from .pull_through import PullThrough
 from .replication import Replication
 from .repositories import Repositories
 from .repository_settings import RepositorySettings
@@ -116,6 +117,7 @@ class Store:
     Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
     Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
     ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
+    Areas of the control plane: ``pull_through`` (:class:`~ecrstore.pull_through.PullThrough`).
     """
 
     def __init__(
@@ -190,6 +192,8 @@ class Store:
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
         self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
         self._push_hooks.append(self.replication.after_push)
+        #: Pull-through cache rules (the /v2/ front end fetches what they cover).
+        self.pull_through = PullThrough(self._index, registry_id=self.registry_id)
 
     # --- lifecycle -----------------------------------------------------------------------
 

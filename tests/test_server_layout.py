@@ -16,7 +16,7 @@ ALLOWED = {
     "__init__": {"asgi", "auth", "awsjson", "config", "factory", "runner"},
     "asgi": {"http.types"},
     "config": set(),
-    "factory": {"asgi", "auth", "awsjson", "config", "oci.app"},
+    "factory": {"asgi", "auth", "awsjson", "config", "oci.app", "oci.pull_through"},
     "runner": {"auth.credentials", "config", "factory", "http.guard"},
     "http.__init__": set(),
     "http.types": set(),
@@ -44,7 +44,10 @@ ALLOWED = {
     "oci.errors": set(),
     "oci.ingest": set(),
     "oci.access": {"oci.errors", "oci.routes"},
-    "oci.app": {"auth.registry_tokens", "config", "http", "oci.access", "oci.errors", "oci.ingest", "oci.routes"},
+    "oci.app": {"auth.registry_tokens", "config", "http", "oci.access", "oci.errors", "oci.ingest",
+                "oci.pull_through", "oci.routes"},
+    "oci.upstream": set(),
+    "oci.pull_through": {"oci.errors", "oci.upstream"},
 }
 
 #: Third-party packages of the ``server`` extra, which these modules must not import at load time.

@@ -97,6 +97,19 @@ def _public_url(text: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _upstream_secrets(path: str | None) -> str | None:
+    """``--upstream-secrets``: checked here (readable, private, well-formed), read by each worker."""
+    if path is None:
+        return None
+    from ..server.oci.upstream import SecretsFileError, load_secrets
+
+    try:
+        load_secrets(path)
+    except SecretsFileError as e:
+        raise CliError(str(e)) from e
+    return os.path.abspath(path)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM (exit 0 after a graceful stop). Creates the store if needed;
     without --credentials or --no-auth uses (and on first start creates and prints) the key
@@ -132,6 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         fail_upload_parts=args.fail_next_upload_parts,
         public_url=public_url,
         create_on_push=args.create_on_push,
+        upstream_secrets=_upstream_secrets(args.upstream_secrets),
         **given,
     )
     status = server.serve(config, host=args.host, port=args.port, workers=args.workers,
@@ -186,6 +200,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--create-on-push", action="store_true",
                    help="let /v2/ pushes create missing repositories (ECR refuses them unless a repository "
                         "creation template allows it)")
+    p.add_argument("--upstream-secrets", metavar="FILE",
+                   help="pull-through cache secrets: a JSON object mapping each credentialArn to "
+                        '{"username": ..., "accessToken": ...} (mode 0600)')
     p.add_argument("--part-size", type=parse_size, metavar="SIZE",
                    help="part size InitiateLayerUpload suggests "
                         f"(default: {human_bytes(ENGINE_DEFAULTS['part_size'])})")

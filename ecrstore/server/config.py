@@ -58,6 +58,9 @@ class ServerConfig:
     #: ``/v2/`` pushes to a repository that does not exist create it (ECR refuses them unless
     #: a repository creation template says otherwise).
     create_on_push: bool = False
+    #: The pull-through cache's upstream secrets (JSON: secret ARN -> {"username",
+    #: "accessToken"}, mode 0600); None: rules can name no credentialArn.
+    upstream_secrets: str | None = None
     fail_upload_parts: int = 0
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from .awsjson.downloads import LayerDownloads
 from .awsjson.operations import Operation
 from .config import ServerConfig
 from .oci.app import OciApp
+from .oci.pull_through import attach
 
 __all__ = ["AppFactory", "PeriodicLifecycle", "PeriodicPurge", "build_app", "compose", "resume_replication"]
 
@@ -109,6 +110,7 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
     api = EcrApp(store, config, verifier, executor, operations, tokens)
     downloads = LayerDownloads(store, executor)
     registry = OciApp(store, config, tokens, executor, api.budget)
+    registry.pull_through = attach(store, executor, config.upstream_secrets)
     startup: list[Any] = []
     shutdown: list[Any] = []
     if config.purge_interval > 0 and hasattr(store, "purge_uploads"):

@@ -412,6 +412,31 @@ _OPERATIONS = [
         "repositoryName": Member(String(), required=True),
         "imageId": Member(_IMAGE_ID, required=True),
     }, target="replication"),
+    # --- pull-through cache rules (store.pull_through) ---
+    Operation("CreatePullThroughCacheRule", "create_pull_through_cache_rule", {
+        "ecrRepositoryPrefix": Member(String(), required=True),
+        "upstreamRegistryUrl": Member(String(), required=True),
+        "upstreamRegistry": Member(String()),
+        "credentialArn": Member(String()),
+        "customRoleArn": Member(String()),
+        "upstreamRepositoryPrefix": Member(String()),
+    }, target="pull_through"),
+    Operation("DescribePullThroughCacheRules", "describe_pull_through_cache_rules", {
+        "ecrRepositoryPrefixes": Member(ListOf(String())),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+    }, target="pull_through"),
+    Operation("UpdatePullThroughCacheRule", "update_pull_through_cache_rule", {
+        "ecrRepositoryPrefix": Member(String(), required=True),
+        "credentialArn": Member(String()),
+        "customRoleArn": Member(String()),
+    }, target="pull_through"),
+    Operation("DeletePullThroughCacheRule", "delete_pull_through_cache_rule", {
+        "ecrRepositoryPrefix": Member(String(), required=True),
+    }, target="pull_through"),
+    Operation("ValidatePullThroughCacheRule", "validate_pull_through_cache_rule", {
+        "ecrRepositoryPrefix": Member(String(), required=True),
+    }, target="pull_through"),
 ]
 
 #: Operation name -> Operation.

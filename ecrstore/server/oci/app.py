@@ -40,6 +40,7 @@ from ...digest import content_digest, try_parse_digest
 from ...errors import (
     EcrError,
     ImageAlreadyExistsException,
+    ImageNotFoundException,
     ImageTagAlreadyExistsException,
     InvalidParameterException,
     LayerAlreadyExistsException,
@@ -68,6 +69,7 @@ from ..http.types import Receive, Scope, Send
 from .access import authorize
 from .errors import OciError, error_body, from_engine, internal_error, upload_range
 from .ingest import WINDOW_BYTES, stream_into
+from .pull_through import PullThroughCache
 from .routes import Endpoint, match
 
 __all__ = ["OciApp"]
@@ -114,6 +116,8 @@ class OciApp:
         self._budget = budget
         self._manifest_limits = BodyLimits(MAX_MANIFEST_CHARS, config.body_idle_timeout, config.body_total_timeout)
         self._blob_limits = BodyLimits(MAX_LAYER_BYTES, config.body_idle_timeout, config.blob_total_timeout)
+        #: Fetches misses that pull-through cache rules cover (set by the factory; None: none).
+        self.pull_through: PullThroughCache | None = None
         self._handlers: dict[str, Callable[[_Request], Any]] = {
             "base": self._base, "catalog": self._catalog, "uploads": self._start_upload, "upload": self._upload,
             "blob": self._blob, "manifest": self._manifest, "tags": self._tags, "referrers": self._referrers,
@@ -423,7 +427,13 @@ class OciApp:
 
     async def _get_manifest(self, req: _Request) -> None:
         name, ref = req.endpoint.name, _reference(req.endpoint.ref)
-        found = await self._store(req, "manifest", "MANIFEST_INVALID", self.store.get_manifest, name, ref)
+        try:
+            found = await self._store(req, "manifest", "MANIFEST_INVALID", self.store.get_manifest, name, ref)
+        except OciError as e:  # a miss: a pull through the cache, when a rule covers the repository
+            if self.pull_through is None or not isinstance(e.engine, (RepositoryNotFoundException,
+                                                                      ImageNotFoundException)):
+                raise
+            found = await self.pull_through.pull(req.registry, name, ref, e)
         accepted = header_values(req.scope, b"accept")
         if accepted and not _accepts(accepted, found.media_type):
             raise OciError(404, "MANIFEST_UNKNOWN",

@@ -1,0 +1,254 @@
+"""Pulls through the cache: a ``/v2/`` manifest GET or HEAD that misses locally, in a
+repository a pull-through cache rule covers, is fetched from the rule's upstream and stored.
+
+:meth:`PullThroughCache.pull` fetches the manifest from ``<upstream>/v2/<upstream name>/
+manifests/<reference>`` (:mod:`.upstream`), for an index or manifest list also each child
+manifest, then every blob not in the repository yet, each streamed into an upload in chunks
+of :data:`.upstream.CHUNK_BYTES` and completed with the upstream's digest: the store
+verifies the sha256, so a blob that does not match its digest is refused and nothing of the
+image is kept. The repository is created with ECR's default settings when absent; the
+manifest is put with its tag (or by digest), then served from the store. Later pulls are
+local: the cache does not re-check the upstream for a moved tag (delete the image to refresh).
+
+Concurrency: concurrent first pulls of one image in a worker process share one fetch (a
+per-key in-flight task). Worker processes do not coordinate: two of them may fetch the same
+image at once, which is harmless — blobs and manifests are content-addressed, a layer that
+arrives twice is LayerAlreadyExists (success) and the second PutImage finds the image there.
+
+Answers to upstream failures (the OCI spec has no code for them): the upstream has no such
+manifest: 404 ``MANIFEST_UNKNOWN``; it throttles: 429 ``TOOMANYREQUESTS``; it is unreachable,
+fails (5xx), refuses the rule's credentials, answers off-protocol or sends a blob or manifest
+that does not match its digest: 502 ``UNKNOWN`` (a gateway error, never the client's own 401,
+whose credentials were fine); a time-out: 504 ``UNKNOWN``. A miss of a blob (not a manifest)
+is not fetched: clients read a manifest first, and its fetch brought every blob.
+
+Who may pull through: ECR asks for ``ecr:BatchImportUpstreamImage``; here every caller of the
+registry (the one its login names) may, and a rule only covers repositories of its registry.
+The JSON API's BatchGetImage does not fetch (in ECR too only pulls fetch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import orjson
+
+from ...errors import (
+    EcrError,
+    ImageAlreadyExistsException,
+    ImageDigestDoesNotMatchException,
+    ImageNotFoundException,
+    InvalidLayerException,
+    LayerAlreadyExistsException,
+    RepositoryAlreadyExistsException,
+    RepositoryNotFoundException,
+)
+from ...limits import MAX_MANIFEST_CHARS
+from ...manifest import IMAGE_MANIFESTS, INDEXES
+from ...models import PullThroughCacheRule, StoredManifest
+from .errors import OciError, from_engine
+from .upstream import Secret, Upstream, UpstreamError, load_secrets
+
+__all__ = ["PullThroughCache", "attach"]
+
+log = logging.getLogger("ecrstore.server")
+
+#: UpstreamError kind -> the answer (every other kind: 502 UNKNOWN).
+_STATUS = {"not-found": (404, "MANIFEST_UNKNOWN"), "throttled": (429, "TOOMANYREQUESTS"), "timeout": (504, "UNKNOWN")}
+
+
+class PullThroughCache:
+    """Fetches what the rules of ``store.pull_through`` cover, for one worker; ``secrets`` maps
+    secret ARNs to upstream logins. Also the rules' :class:`~ecrstore.pull_through.Upstreams`
+    (secret lookup and validation probe)."""
+
+    def __init__(self, store: Any, executor: Executor, secrets: dict[str, Secret]) -> None:
+        self.store = store
+        self._executor = executor
+        self._secrets = secrets
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        self._clients: dict[tuple[str, str | None], Upstream] = {}  # (url, secret ARN): tokens kept across pulls
+        self._lock = threading.Lock()
+
+    # --- Upstreams, for the rules --------------------------------------------------------
+
+    def has_secret(self, credential_arn: str) -> bool:
+        return credential_arn in self._secrets
+
+    def probe(self, rule: PullThroughCacheRule) -> str | None:
+        try:
+            self._upstream(rule).ping()
+        except UpstreamError as e:
+            return e.message
+        return None
+
+    # --- pulls ---------------------------------------------------------------------------
+
+    async def pull(self, registry: str, name: str, reference: str, miss: OciError) -> StoredManifest:
+        """The manifest, fetched through the cache when a rule covers ``name``; ``miss`` (the
+        local answer) re-raised when none does. Raises OciError."""
+        loop = asyncio.get_running_loop()
+        key = (registry, name, reference)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(loop.run_in_executor(self._executor, self._fetch, registry, name, reference))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        fetched = await asyncio.shield(task)
+        if fetched is False:
+            raise miss
+        try:
+            found: StoredManifest = await loop.run_in_executor(
+                self._executor, lambda: self.store.get_manifest(name, reference, registry_id=registry))
+        except EcrError as e:
+            raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
+        return found
+
+    def _fetch(self, registry: str, name: str, reference: str) -> bool:
+        """Fetch and store the image (False: no rule covers the repository). Runs on a pool thread."""
+        try:
+            matched = self.store.pull_through.match(name, registry_id=registry)
+        except EcrError:
+            return False
+        if matched is None:
+            return False
+        rule, upstream_name = matched
+        log.info("pull through %s/%s:%s from %s/%s", registry, name, reference, rule.upstream_registry_url,
+                 upstream_name)
+        try:
+            upstream = self._upstream(rule)
+            tagged = None if ":" in reference else reference
+            # The repository is created once the upstream has answered with a manifest.
+            self._image(upstream, registry, name, upstream_name, reference, tagged,
+                        before=lambda: self._ensure_repository(registry, name))
+        except UpstreamError as e:
+            status, code = _STATUS.get(e.kind, (502, "UNKNOWN"))
+            raise OciError(status, code, f"Pull through cache: {e.message}") from None
+        except (InvalidLayerException, ImageDigestDoesNotMatchException) as e:
+            raise OciError(502, "UNKNOWN", f"Pull through cache: the upstream's content does not match its digest: "
+                           f"{e.message}") from None
+        except EcrError as e:
+            raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
+        return True
+
+    def _upstream(self, rule: PullThroughCacheRule) -> Upstream:
+        secret = None
+        if rule.credential_arn is not None:
+            secret = self._secrets.get(rule.credential_arn)
+            if secret is None:
+                raise UpstreamError("denied", f"the rule's secret {rule.credential_arn} is not known to this server")
+        key = (rule.upstream_registry_url, rule.credential_arn)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = Upstream(rule.upstream_registry_url, secret)
+        return client
+
+    def _ensure_repository(self, registry: str, name: str) -> None:
+        try:
+            self.store.describe_repositories(registry_id=registry, repository_names=[name])
+            return
+        except RepositoryNotFoundException:
+            pass
+        try:
+            self.store.create_repository(name, registry_id=registry)
+            log.info("created repository %s/%s for the pull through cache", registry, name)
+        except RepositoryAlreadyExistsException:
+            pass  # a concurrent pull created it
+
+    def _image(self, upstream: Upstream, registry: str, name: str, upstream_name: str, reference: str,
+               tag: str | None, before: Callable[[], None] | None = None) -> None:
+        """Fetch one manifest (and what it references) and put it, tagged ``tag`` or by digest;
+        ``before`` runs once the manifest arrived and parsed, before anything is stored."""
+        raw, media_type = upstream.manifest(upstream_name, reference, max_bytes=MAX_MANIFEST_CHARS)
+        try:
+            doc = orjson.loads(raw)
+            text = raw.decode("utf-8")
+        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            raise UpstreamError("invalid", f"the manifest of {upstream_name}:{reference} is not JSON") from None
+        if not isinstance(doc, dict):
+            raise UpstreamError("invalid", f"the manifest of {upstream_name}:{reference} is not a JSON object")
+        if before is not None:
+            before()
+        kind = doc.get("mediaType") or media_type
+        if kind in INDEXES or "manifests" in doc:
+            for child in _descriptors(doc.get("manifests")):
+                if not self._has_image(registry, name, child):
+                    self._image(upstream, registry, name, upstream_name, child, None)
+        else:
+            blobs = list(dict.fromkeys(_descriptors([doc.get("config"), *(doc.get("layers") or [])])))
+            have: set[str] = set()
+            for start in range(0, len(blobs), _CHECK_BATCH):
+                present = self.store.batch_check_layer_availability(name, blobs[start:start + _CHECK_BATCH],
+                                                                    registry_id=registry)
+                have.update(layer.layer_digest for layer in present.layers if layer.layer_availability == "AVAILABLE")
+            for digest in blobs:
+                if digest not in have:
+                    self._blob(upstream, registry, name, upstream_name, digest)
+        by_digest = None if tag is not None else reference
+        try:
+            self.store.put_image(name, text, image_manifest_media_type=media_type if media_type in _KNOWN else None,
+                                 image_tag=tag, image_digest=by_digest, registry_id=registry)
+        except ImageAlreadyExistsException:
+            pass  # fetched meanwhile by another worker
+
+    def _has_image(self, registry: str, name: str, digest: str) -> bool:
+        try:
+            self.store.get_manifest(name, digest, registry_id=registry)
+        except ImageNotFoundException:
+            return False
+        return True
+
+    def _blob(self, upstream: Upstream, registry: str, name: str, upstream_name: str, digest: str) -> None:
+        """Stream one blob into the repository; the store checks it against ``digest``."""
+        upload_id = self.store.initiate_layer_upload(name, registry_id=registry).upload_id
+        try:
+            with self.store.open_upload_stream(name, upload_id, registry_id=registry) as stream:
+                for chunk in upstream.blob(upstream_name, digest):
+                    stream.write([chunk])
+                stream.commit()
+            self.store.complete_layer_upload(name, upload_id, [digest], registry_id=registry, part_minimum=False)
+        except LayerAlreadyExistsException:
+            return  # arrived meanwhile (a concurrent pull in another worker): the upload is consumed
+        except BaseException:
+            _abort(self.store.abort_upload, upload_id, registry)
+            raise
+
+
+_KNOWN = frozenset((*IMAGE_MANIFESTS, *INDEXES))
+#: Digests per BatchCheckLayerAvailability call (the model's list bound).
+_CHECK_BATCH = 100
+
+
+def _descriptors(items: Any) -> list[str]:
+    """The digests of a list of descriptors (anything malformed: refused as off-protocol)."""
+    out = []
+    for item in items or []:
+        digest = item.get("digest") if isinstance(item, dict) else None
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            raise UpstreamError("invalid", f"the upstream manifest has a malformed descriptor: {item!r:.200}")
+        out.append(digest)
+    return out
+
+
+def _abort(abort: Callable[..., Any], upload_id: str, registry: str) -> None:
+    try:
+        abort(upload_id, registry_id=registry)
+    except EcrError:
+        pass
+
+
+def attach(store: Any, executor: Executor, secrets_file: str | None) -> PullThroughCache | None:
+    """The worker's pull-through cache over ``store`` (None for a store without rules),
+    connected to the store's rules. Raises SecretsFileError."""
+    rules = getattr(store, "pull_through", None)
+    if rules is None:
+        return None
+    cache = PullThroughCache(store, executor, load_secrets(secrets_file) if secrets_file else {})
+    rules.connect(cache)
+    return cache
