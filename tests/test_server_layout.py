@@ -45,7 +45,8 @@ ALLOWED = {
     "oci.ingest": set(),
     "oci.access": {"oci.errors", "oci.routes"},
     "oci.app": {"auth.registry_tokens", "config", "http", "oci.access", "oci.errors", "oci.ingest",
-                "oci.pull_through", "oci.routes"},
+                "oci.parsing", "oci.pull_through", "oci.routes"},
+    "oci.parsing": {"oci.errors"},
     "oci.upstream": set(),
     "oci.pull_through": {"oci.errors", "oci.upstream"},
 }

@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import orjson
 
@@ -69,6 +68,7 @@ from ..http.types import Receive, Scope, Send
 from .access import authorize
 from .errors import OciError, error_body, from_engine, internal_error, upload_range
 from .ingest import WINDOW_BYTES, stream_into
+from .parsing import body_length, checked_digest, content_range, has_body, next_link, page_of, reference
 from .pull_through import PullThroughCache
 from .routes import Endpoint, match
 
@@ -81,7 +81,6 @@ T = TypeVar("T")
 _API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 _JSON = b"application/json"
 #: Entries of one catalog or tag-list page at most (a client asks for the rest by ``Link``).
-MAX_PAGE = 1000
 #: What one streamed body may hold in memory (see :mod:`.ingest`), held against the budget.
 STREAM_BYTES = 2 * WINDOW_BYTES
 
@@ -141,7 +140,7 @@ class OciApp:
             error = from_engine(e, "base")
         except Exception:
             error = internal_error(request_id)
-        if not error.close and _has_body(headers):
+        if not error.close and has_body(headers):
             error.close = True  # answered before the body was read
         await self._send_error(send, scope["method"], error, request_id)
 
@@ -239,21 +238,21 @@ class OciApp:
         await self._reply(req, 200, body=b"{}", content_type=_JSON)
 
     async def _catalog(self, req: _Request) -> None:
-        limit, after = _page(req.query)
+        limit, after = page_of(req.query)
         names, more = await self._store(req, "catalog", "NAME_INVALID", self.store.repository_names,
                                         limit=limit, after=after)
-        links = _next_link("/v2/_catalog", limit, names[-1]) if more and names else []
+        links = next_link("/v2/_catalog", limit, names[-1]) if more and names else []
         await self._reply(req, 200, links, orjson.dumps({"repositories": list(names)}), _JSON)
 
     async def _tags(self, req: _Request) -> None:
-        limit, after = _page(req.query)
+        limit, after = page_of(req.query)
         name = req.endpoint.name
         page = await self._store(req, "tags", "NAME_INVALID", self.store.list_tags, name, limit=limit, after=after)
-        links = _next_link(f"/v2/{name}/tags/list", limit, page.tags[-1]) if page.more and page.tags else []
+        links = next_link(f"/v2/{name}/tags/list", limit, page.tags[-1]) if page.more and page.tags else []
         await self._reply(req, 200, links, orjson.dumps({"name": name, "tags": list(page.tags)}), _JSON)
 
     async def _referrers(self, req: _Request) -> None:
-        subject = _digest(req.endpoint.ref)
+        subject = checked_digest(req.endpoint.ref)
         artifact_type = req.query.get("artifactType") or None
         found = await self._store(req, "referrers", "DIGEST_INVALID", self.store.list_referrers,
                                   req.endpoint.name, subject, artifact_type=artifact_type)
@@ -272,7 +271,7 @@ class OciApp:
     # --- blobs ---------------------------------------------------------------------------
 
     async def _blob(self, req: _Request) -> None:
-        name, digest = req.endpoint.name, _digest(req.endpoint.ref)
+        name, digest = req.endpoint.name, checked_digest(req.endpoint.ref)
         if req.method == "DELETE":
             await self._store(req, "blob", "DIGEST_INVALID", self.store.delete_layer, name, digest)
             await self._reply(req, 202)
@@ -317,7 +316,7 @@ class OciApp:
             # Not visible to the caller there, or not a digest or repository name at all: a
             # normal upload, as the spec says (and distribution does).
         wanted = query.get("digest")
-        digest = _digest(wanted) if wanted is not None else None
+        digest = checked_digest(wanted) if wanted is not None else None
         started = await self._pushing(req, self.store.initiate_layer_upload, name,
                                       context="upload", invalid_code="NAME_INVALID")
         upload_id = started.upload_id
@@ -350,16 +349,16 @@ class OciApp:
             await self._store(req, "upload", "BLOB_UPLOAD_UNKNOWN", self.store.abort_upload, upload_id)
             await self._reply(req, 204)
         elif req.method == "PATCH":
-            first, expected = _content_range(req.headers)
+            first, expected = content_range(req.headers)
             received = await self._ingest(req, upload_id, first, expected)
             await self._reply(req, 202, _upload_headers(name, upload_id, received))
         else:  # PUT: the last chunk (if any), then completion
             wanted = req.query.get("digest")
             if not wanted:
                 raise OciError(400, "DIGEST_INVALID", "The digest query parameter is required to complete an upload")
-            digest = _digest(wanted)
-            if _has_body(req.headers):
-                first, expected = _content_range(req.headers)
+            digest = checked_digest(wanted)
+            if has_body(req.headers):
+                first, expected = content_range(req.headers)
                 await self._ingest(req, upload_id, first, expected)
             await self._finish(req, upload_id, digest)
 
@@ -369,7 +368,7 @@ class OciApp:
             body = BodyStream(req.receive, self._blob_limits, content_length(req.headers))
         except BodyError as e:
             raise _refusal(e) from None
-        if expected is not None and _body_length(req.headers) not in (None, expected):
+        if expected is not None and body_length(req.headers) not in (None, expected):
             raise OciError(416, "BLOB_UPLOAD_INVALID", "Content-Range and Content-Length disagree", close=True)
         if not self._budget.take(STREAM_BYTES):
             raise OciError(429, "TOOMANYREQUESTS", "The server is receiving its maximum of bodies; retry",
@@ -409,7 +408,7 @@ class OciApp:
 
     async def _discard(self, req: _Request) -> None:
         """Read and drop a body the endpoint does not use (so the connection stays usable)."""
-        if _has_body(req.headers):
+        if has_body(req.headers):
             try:
                 await BodyStream(req.receive, self._manifest_limits, content_length(req.headers)).discard()
             except BodyError as e:
@@ -426,7 +425,7 @@ class OciApp:
             await self._get_manifest(req)
 
     async def _get_manifest(self, req: _Request) -> None:
-        name, ref = req.endpoint.name, _reference(req.endpoint.ref)
+        name, ref = req.endpoint.name, reference(req.endpoint.ref)
         try:
             found = await self._store(req, "manifest", "MANIFEST_INVALID", self.store.get_manifest, name, ref)
         except OciError as e:  # a miss: a pull through the cache, when a rule covers the repository
@@ -443,7 +442,7 @@ class OciApp:
         await self._reply(req, 200, headers, found.manifest, found.media_type.encode())
 
     async def _put_manifest(self, req: _Request) -> None:
-        name, ref = req.endpoint.name, _reference(req.endpoint.ref)
+        name, ref = req.endpoint.name, reference(req.endpoint.ref)
         try:
             stream = BodyStream(req.receive, self._manifest_limits, content_length(req.headers), self._budget)
         except BodyError as e:
@@ -492,7 +491,7 @@ class OciApp:
         return digest
 
     async def _delete_manifest(self, req: _Request) -> None:
-        name, ref = req.endpoint.name, _reference(req.endpoint.ref)
+        name, ref = req.endpoint.name, reference(req.endpoint.ref)
         if ":" not in ref:  # a tag: the tag goes, its image stays (untagged if it was the last)
             await self._store(req, "manifest", "TAG_INVALID", self.store.untag_image, name, ref)
             await self._reply(req, 202)
@@ -505,68 +504,6 @@ class OciApp:
                 failure.failure_code, (400, "DIGEST_INVALID"))
             raise OciError(status, code, failure.failure_reason)
         await self._reply(req, 202)
-
-
-# --- request details -------------------------------------------------------------------------
-
-
-def _has_body(headers: dict[str, str]) -> bool:
-    length = headers.get("content-length")
-    return "chunked" in headers.get("transfer-encoding", "").lower() or (length is not None and length.strip() != "0")
-
-
-def _body_length(headers: dict[str, str]) -> int | None:
-    """The declared Content-Length (None when absent or not a number: BodyStream refuses the latter)."""
-    value = headers.get("content-length")
-    return int(value) if value is not None and value.strip().isdigit() else None
-
-
-def _digest(text: str) -> str:
-    d = try_parse_digest(text)
-    if d is None:
-        raise OciError(400, "DIGEST_INVALID", f"{text!r} is not a digest (algorithm:hex)", close=True)
-    if not d.is_sha256:
-        raise OciError(400, "DIGEST_INVALID", f"Only sha256 digests are supported, not {d.algorithm}", close=True)
-    return str(d)
-
-
-def _reference(ref: str) -> str:
-    """A manifest reference: a digest (checked) or a tag (checked by the engine)."""
-    return _digest(ref) if ":" in ref else ref
-
-
-def _page(query: dict[str, str]) -> tuple[int, str | None]:
-    raw = query.get("n")
-    if raw is None or raw == "":
-        limit = MAX_PAGE
-    elif raw.isdigit():
-        limit = min(int(raw), MAX_PAGE)
-    else:
-        raise OciError(400, "PAGINATION_NUMBER_INVALID", f"n must be a non-negative integer, not {raw!r}")
-    return limit, query.get("last") or None
-
-
-def _next_link(path: str, limit: int, last: str) -> list[tuple[bytes, bytes]]:
-    return [(b"link", f'<{path}?n={limit}&last={quote(last, safe="")}>; rel="next"'.encode())]
-
-
-def _content_range(headers: dict[str, str]) -> tuple[int | None, int | None]:
-    """(first byte, length) of a chunk's ``Content-Range`` — ``<first>-<last>`` as the spec
-    writes it, also with a ``bytes``/``bytes=`` prefix and a ``/<total>`` suffix as some
-    clients send — or (None, None) without one."""
-    value = headers.get("content-range")
-    if value is None:
-        return None, None
-    text = value.strip()
-    for prefix in ("bytes=", "bytes "):
-        if text.lower().startswith(prefix):
-            text = text[len(prefix):].strip()
-    text = text.split("/", 1)[0]
-    first_text, sep, last_text = text.partition("-")
-    if not sep or not first_text.isdigit() or not last_text.isdigit() or int(last_text) < int(first_text):
-        raise OciError(416, "BLOB_UPLOAD_INVALID", f"Malformed Content-Range {value!r}", close=True)
-    first, last = int(first_text), int(last_text)
-    return first, last - first + 1
 
 
 def _accepts(accepted: list[str], media_type: str) -> bool:
