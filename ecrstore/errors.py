@@ -312,3 +312,18 @@ class LifecyclePolicyPreviewInProgressException(EcrError):
 
 BY_CODE.update({cls.code: cls for cls in (LifecyclePolicyNotFoundException, LifecyclePolicyPreviewNotFoundException,
                                           LifecyclePolicyPreviewInProgressException)})
+
+
+class ScanNotFoundException(EcrError):
+    """The image has never been scanned (or its scan was for an earlier push of it)."""
+
+    code = "ScanNotFoundException"
+
+
+class UnsupportedImageTypeException(EcrError):
+    """The image is of a type that cannot be scanned (a manifest list, a non-image artifact)."""
+
+    code = "UnsupportedImageTypeException"
+
+
+BY_CODE.update({cls.code: cls for cls in (ScanNotFoundException, UnsupportedImageTypeException)})

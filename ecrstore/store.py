@@ -77,6 +77,7 @@ from .policies import Policies
 from .replication import Replication
 from .repositories import Repositories
 from .repository_settings import RepositorySettings
+from .scanning import Scanning
 from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
 
@@ -116,6 +117,7 @@ class Store:
     Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
     Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
     ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
+    ``scanning`` (:class:`~ecrstore.scanning.Scanning`: image scans, scanning configurations).
     """
 
     def __init__(
@@ -190,6 +192,8 @@ class Store:
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
         self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
         self._push_hooks.append(self.replication.after_push)
+        self.scanning = Scanning(self._index, self._repos, self._images, registry_id=self.registry_id)
+        self._push_hooks.append(self.scanning.on_push)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class Store:
 
     def close(self) -> None:
         """Release the index and the I/O threads. Idempotent."""
+        self.scanning.close()  # first: no scan result is written once the index closes
         if self._pool_obj is not None and self._pool_pid == os.getpid():
             self._pool_obj.shutdown(wait=True)
         self._pool_obj = None

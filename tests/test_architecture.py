@@ -28,7 +28,8 @@ LAYERS: dict[str, int] = {
                      "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
-                     "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication"], POLICY),
+                     "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication",
+                     "ecrstore.scanning", "ecrstore.scanning_rules"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked

@@ -59,6 +59,11 @@ class ServerConfig:
     #: a repository creation template says otherwise).
     create_on_push: bool = False
     fail_upload_parts: int = 0
+    #: The vulnerability scanner's command line, with ``{layout}`` where the image's exported
+    #: OCI layout goes (``ecrstore.transfer.scanner``); None: no scanner (scans end FAILED).
+    scanner_command: str | None = None
+    #: How long one run of the scanner may take (seconds).
+    scanner_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.auth and not self.credentials_file:
@@ -77,6 +82,8 @@ class ServerConfig:
             raise ValueError("purge_interval must not be negative")
         if self.lifecycle_interval < 0:
             raise ValueError("lifecycle_interval must not be negative")
+        if self.scanner_timeout <= 0:
+            raise ValueError("scanner_timeout must be positive")
 
     @property
     def region(self) -> str:

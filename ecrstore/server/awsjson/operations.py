@@ -412,6 +412,30 @@ _OPERATIONS = [
         "repositoryName": Member(String(), required=True),
         "imageId": Member(_IMAGE_ID, required=True),
     }, target="replication"),
+    # --- image scanning (store.scanning) ---
+    Operation("StartImageScan", "start_image_scan", {
+        "repositoryName": Member(String(), required=True),
+        "imageId": Member(_IMAGE_ID, required=True),
+    }, target="scanning"),
+    Operation("DescribeImageScanFindings", "describe_image_scan_findings", {
+        "repositoryName": Member(String(), required=True),
+        "imageId": Member(_IMAGE_ID, required=True),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+    }, target="scanning"),
+    Operation("PutRegistryScanningConfiguration", "put_registry_scanning_configuration", {
+        "scanType": Member(String()),
+        "rules": Member(ListOf(Structure({
+            "scanFrequency": Member(String(), required=True),
+            "repositoryFilters": Member(ListOf(Structure({
+                "filter": Member(String(), required=True), "filterType": Member(String(), required=True),
+            }, into=m.ScanningRepositoryFilter)), required=True),
+        }, into=m.RegistryScanningRule))),
+    }, target="scanning"),
+    Operation("GetRegistryScanningConfiguration", "get_registry_scanning_configuration", {}, target="scanning"),
+    Operation("BatchGetRepositoryScanningConfiguration", "batch_get_repository_scanning_configuration", {
+        "repositoryNames": Member(ListOf(String()), required=True),
+    }, target="scanning"),
 ]
 
 #: Operation name -> Operation.
