@@ -227,8 +227,8 @@ class Scanning:
         findings (most severe first) with the counts of all. Errors: InvalidParameter,
         RepositoryNotFound, ImageNotFound, ScanNotFound (never scanned). One snapshot."""
         limit = v.max_results(max_results) or DEFAULT_PAGE
-        if next_token is not None and not isinstance(next_token, str):
-            raise invalid_parameter("nextToken", "Member must be a string")
+        if next_token is not None:  # its shape now, what it names once the scan is known
+            decode_token(next_token, _token_shape)
         repo, digest = self._resolve(registry_id, repository_name, image_id)
         key = documents.image_key(repo.id, digest)
         with self._index.read() as t:
@@ -553,6 +553,11 @@ def _finding(doc: dict[str, Any]) -> ImageScanFinding:
 
 def _bad_token() -> InvalidParameterException:
     return InvalidParameterException("Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'")
+
+
+def _token_shape(fields: list[object]) -> None:
+    if len(fields) != 5 or fields[0] != "s":
+        raise ValueError
 
 
 def _decode_token(token: object, repo: RepoRecord, digest: bytes, scan: str) -> int:

@@ -17,14 +17,18 @@ from .index.base import ReadTxn
 from .index.records import RepoRecord
 from .models import RegistryScanningConfiguration, RegistryScanningRule, ScanningRepositoryFilter
 
-__all__ = ["SCAN_FREQUENCIES", "SCAN_TYPES", "applied", "check_configuration", "config_doc", "registry_config"]
+__all__ = ["FILTER_PATTERN", "FILTER_RE", "SCAN_FREQUENCIES", "SCAN_TYPES", "applied", "check_configuration",
+           "config_doc", "registry_config"]
 
 SCAN_TYPES = ("BASIC", "ENHANCED")
 SCAN_FREQUENCIES = ("SCAN_ON_PUSH", "CONTINUOUS_SCAN", "MANUAL")
 #: The frequencies each scan type supports (the service model's documentation).
 _FREQUENCIES = {"BASIC": ("SCAN_ON_PUSH", "MANUAL"), "ENHANCED": ("SCAN_ON_PUSH", "CONTINUOUS_SCAN")}
-_FILTER_PATTERN = r"^[a-z0-9*](?:[._\-/a-z0-9*]?[a-z0-9*]+)*$"
-_FILTER_RE = re.compile(_FILTER_PATTERN)
+#: The service model's pattern for a filter, quoted in messages. It is matched as the
+#: equivalent FILTER_RE: the model's nested quantifiers take exponential time on a long
+#: near-miss ("a" * 30 + "A"), which a client must not be able to send.
+FILTER_PATTERN = r"^[a-z0-9*](?:[._\-/a-z0-9*]?[a-z0-9*]+)*$"
+FILTER_RE = re.compile(r"[a-z0-9*]+(?:[._\-/][a-z0-9*]+)*")
 
 
 def check_configuration(scan_type: Any, rules: Any) -> RegistryScanningConfiguration:
@@ -62,9 +66,9 @@ def check_configuration(scan_type: Any, rules: Any) -> RegistryScanningConfigura
                 raise invalid_parameter("rules.member.repositoryFilters", "Member must be a list of filters")
             v.enum(f.filter_type, "rules.member.repositoryFilters.member.filterType", ("WILDCARD",))
             v.string(f.filter, "rules.member.repositoryFilters.member.filter", min_len=1, max_len=255)
-            if not _FILTER_RE.fullmatch(f.filter):
+            if not FILTER_RE.fullmatch(f.filter):
                 raise invalid_parameter("rules.member.repositoryFilters.member.filter",
-                                        f"Member must satisfy regular expression pattern: {_FILTER_PATTERN}")
+                                        f"Member must satisfy regular expression pattern: {FILTER_PATTERN}")
         checked.append(RegistryScanningRule(frequency, tuple(ScanningRepositoryFilter(f.filter, "WILDCARD")
                                                              for f in filters)))
     return RegistryScanningConfiguration(kind, tuple(checked))

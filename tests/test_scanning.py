@@ -354,6 +354,24 @@ def test_registry_configuration_is_validated_and_nothing_changes(store, scan_typ
     assert store.scanning.get_registry_scanning_configuration().scanning_configuration.rules == ()
 
 
+def test_filters_match_the_models_pattern_in_linear_time(store):
+    import random
+    import re
+
+    from ecrstore.scanning_rules import FILTER_PATTERN, FILTER_RE
+
+    model = re.compile(FILTER_PATTERN)
+    rng = random.Random(7)
+    for _ in range(3000):
+        text = "".join(rng.choice("ab*._-/A") for _ in range(rng.randint(1, 9)))
+        assert bool(FILTER_RE.fullmatch(text)) == bool(model.fullmatch(text)), text
+    started = time.monotonic()
+    with pytest.raises(InvalidParameterException, match="regular expression pattern"):
+        store.scanning.put_registry_scanning_configuration(rules=[
+            RegistryScanningRule("SCAN_ON_PUSH", [ScanningRepositoryFilter("a" * 254 + "A")])])
+    assert time.monotonic() - started < 1  # the model's own pattern takes minutes on this
+
+
 def test_repository_names_are_validated(store):
     with pytest.raises(InvalidParameterException, match="length less than or equal to 25"):
         store.scanning.batch_get_repository_scanning_configuration([f"r{i:02d}" for i in range(26)])

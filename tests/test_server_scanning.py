@@ -230,7 +230,8 @@ def test_every_operations_errors(scan_server, ecr):
     assert code == "InvalidParameterException" and "maxResults" in message
     code, message = error_of(raw.describe_image_scan_findings, repositoryName=repo, imageId={"imageTag": "v1"},
                              nextToken="garbage")
-    assert code in ("InvalidParameterException", "ScanNotFoundException")
+    assert (code, message) == ("InvalidParameterException",
+                               "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'")
 
     code, message = error_of(ecr.put_registry_scanning_configuration, scanType="BASIC", rules=[
         {"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import DEFAULT_SCANNER_TIMEOUT
+
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
 MiB = 2**20
@@ -63,7 +65,7 @@ class ServerConfig:
     #: OCI layout goes (``ecrstore.transfer.scanner``); None: no scanner (scans end FAILED).
     scanner_command: str | None = None
     #: How long one run of the scanner may take (seconds).
-    scanner_timeout: float = 600.0
+    scanner_timeout: float = DEFAULT_SCANNER_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.auth and not self.credentials_file:

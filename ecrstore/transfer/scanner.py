@@ -21,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import EcrError
+from ..limits import DEFAULT_SCANNER_TIMEOUT
 from ..models import ScanReport, ScanTarget
 from ..scanning import ScannerError
 from .errors import TransferError
@@ -30,11 +31,10 @@ from .scan_reports import parse_report
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["DEFAULT_SCANNER_TIMEOUT", "LAYOUT", "MAX_REPORT_BYTES", "CommandScanner", "parse_command"]
+__all__ = ["LAYOUT", "MAX_REPORT_BYTES", "CommandScanner", "parse_command"]
 
 #: The placeholder the command line must contain: the exported OCI layout's path.
 LAYOUT = "{layout}"
-DEFAULT_SCANNER_TIMEOUT = 600.0
 #: The largest report read (a larger output fails the scan rather than fill memory).
 MAX_REPORT_BYTES = 256 * 2**20
 _STDERR_TAIL = 300
