@@ -3,8 +3,8 @@ configuration (Put/GetRegistryScanningConfiguration), BatchGetRepositoryScanning
 and scan on push.
 
 The engine runs no program: a scan is done by the *runner* the front end configures
-(:meth:`Scanning.configure`), a callable that takes a :class:`~ecrstore.models.ScanTarget` and
-answers a :class:`~ecrstore.models.ScanReport` or raises :class:`ScannerError`
+(:meth:`Scanning.configure`), a callable that takes a :class:`~ecrstore.scan_models.ScanTarget` and
+answers a :class:`~ecrstore.scan_models.ScanReport` or raises :class:`ScannerError`
 (``ecrstore serve --scanner`` builds one from a command line: ``ecrstore.transfer.scanner``).
 Scans run in the background on one thread of this Store, fed by a bounded queue: StartImageScan
 answers ``IN_PROGRESS`` at once, and the scan ends ``COMPLETE`` with the runner's findings or
@@ -57,17 +57,16 @@ from .index.base import Index, ReadTxn, WriteTxn
 from .index.records import ImageRecord, RepoRecord
 from .limits import DEFAULT_PAGE
 from .manifest import INDEXES
-from .models import (
+from .models import ImageIdentifier, PutImageResult
+from .scan_models import (
     Attribute,
     BatchGetRepositoryScanningConfigurationResult,
     DescribeImageScanFindingsResult,
     GetRegistryScanningConfigurationResult,
-    ImageIdentifier,
     ImageScanFinding,
     ImageScanFindings,
     ImageScanFindingsSummary,
     ImageScanStatus,
-    PutImageResult,
     PutRegistryScanningConfigurationResult,
     RegistryScanningRule,
     RepositoryScanningConfiguration,

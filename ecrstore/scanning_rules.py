@@ -15,7 +15,7 @@ from . import validate as v
 from .errors import InvalidParameterException, invalid_parameter
 from .index.base import ReadTxn
 from .index.records import RepoRecord
-from .models import RegistryScanningConfiguration, RegistryScanningRule, ScanningRepositoryFilter
+from .scan_models import RegistryScanningConfiguration, RegistryScanningRule, ScanningRepositoryFilter
 
 __all__ = ["FILTER_PATTERN", "FILTER_RE", "SCAN_FREQUENCIES", "SCAN_TYPES", "applied", "check_configuration",
            "config_doc", "registry_config"]

@@ -20,7 +20,7 @@ ERRORS, VALUES, LOW, BACKENDS, POLICY, FACADE, FRONT = range(7)
 LAYERS: dict[str, int] = {
     "ecrstore.errors": ERRORS,
     **dict.fromkeys(["ecrstore.limits", "ecrstore.settings", "ecrstore.digest", "ecrstore.models",
-                     "ecrstore.tokens", "ecrstore._sha256"], VALUES),
+                     "ecrstore.tokens", "ecrstore._sha256", "ecrstore.scan_models"], VALUES),
     **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate",
                      "ecrstore.policy", "ecrstore.lifecycle_rules"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",

@@ -25,11 +25,10 @@ from ecrstore.errors import (
     ScanNotFoundException,
     UnsupportedImageTypeException,
 )
-from ecrstore.models import (
+from ecrstore.models import ImageIdentifier, ImageScanningConfiguration
+from ecrstore.scan_models import (
     Attribute,
-    ImageIdentifier,
     ImageScanFinding,
-    ImageScanningConfiguration,
     ImageScanStatus,
     RegistryScanningConfiguration,
     RegistryScanningRule,

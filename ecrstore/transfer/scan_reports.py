@@ -2,7 +2,7 @@
 
 Two formats are read, told apart by the document itself: Trivy's (``trivy image --format
 json``: ``Results[].Vulnerabilities[]``) and Grype's (``grype -o json``: ``matches[]``). Each
-vulnerability of each package becomes one :class:`~ecrstore.models.ImageScanFinding` as ECR's
+vulnerability of each package becomes one :class:`~ecrstore.scan_models.ImageScanFinding` as ECR's
 basic scanning shapes it: ``name`` is the vulnerability id, ``severity`` one of ECR's
 (``UNKNOWN`` becomes ``UNDEFINED``, Grype's ``Negligible`` ``INFORMATIONAL``), ``attributes``
 ``package_name``, ``package_version``, ``fixed_in_version`` and the CVSS scores and vectors
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from ..models import Attribute, ImageScanFinding, ScanReport
+from ..scan_models import Attribute, ImageScanFinding, ScanReport
 from ..scanning import ScannerError
 
 __all__ = ["parse_report", "severity"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import EcrError
 from ..limits import DEFAULT_SCANNER_TIMEOUT
-from ..models import ScanReport, ScanTarget
+from ..scan_models import ScanReport, ScanTarget
 from ..scanning import ScannerError
 from .errors import TransferError
 from .exporter import export_image

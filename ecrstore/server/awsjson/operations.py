@@ -22,6 +22,7 @@ from typing import Any
 import pybase64
 
 from ... import models as m
+from ... import scan_models as sm
 from ...errors import SerializationException, invalid_parameter
 from ...limits import MAX_PART_BYTES
 from .codec import to_wire
@@ -429,8 +430,8 @@ _OPERATIONS = [
             "scanFrequency": Member(String(), required=True),
             "repositoryFilters": Member(ListOf(Structure({
                 "filter": Member(String(), required=True), "filterType": Member(String(), required=True),
-            }, into=m.ScanningRepositoryFilter)), required=True),
-        }, into=m.RegistryScanningRule))),
+            }, into=sm.ScanningRepositoryFilter)), required=True),
+        }, into=sm.RegistryScanningRule))),
     }, target="scanning"),
     Operation("GetRegistryScanningConfiguration", "get_registry_scanning_configuration", {}, target="scanning"),
     Operation("BatchGetRepositoryScanningConfiguration", "batch_get_repository_scanning_configuration", {
