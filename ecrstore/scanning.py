@@ -103,7 +103,7 @@ _IMAGE_CONFIGS = ("application/vnd.docker.container.image.v1+json", "application
 
 NO_SCANNER = ("No scanner is configured for this registry (ecrstore serve --scanner), "
               "so the image was not scanned.")
-QUEUE_FULL = f"The scanner's queue is full ({MAX_QUEUED_SCANS} scans waiting), so the image was not scanned."
+QUEUE_FULL = "The scanner's queue is full ({} scans waiting), so the image was not scanned."
 INTERRUPTED = "The scan was interrupted (the process running it stopped) before it finished."
 COMPLETED = "The scan was completed successfully."
 LIMIT = "The scan quota per image has been exceeded. Wait and try again."
@@ -370,7 +370,8 @@ class Scanning:
                 if old is not None and _counts(old, now):
                     raise LimitExceededException(LIMIT)
                 if runner is None or not reserved:
-                    doc.update(status="FAILED", description=NO_SCANNER if runner is None else QUEUE_FULL)
+                    doc.update(status="FAILED",
+                               description=NO_SCANNER if runner is None else QUEUE_FULL.format(MAX_QUEUED_SCANS))
                 else:
                     doc.update(status="IN_PROGRESS", description="The scan is in progress.",
                                owner={"host": _HOST, "pid": os.getpid(), "instance": self._instance})

@@ -215,6 +215,30 @@ def test_a_failing_runner_fails_the_scan_with_its_description(store, failure, de
 # --- limits and errors -------------------------------------------------------------------
 
 
+def test_scans_past_the_queue_bound_fail_saying_so(store, monkeypatch):
+    monkeypatch.setattr(scanning, "MAX_QUEUED_SCANS", 1)
+    store.create_repository("app")
+    push_image(store, "app", tag="a", nonce="a")
+    push_image(store, "app", tag="b", nonce="b")
+    release = threading.Event()
+    store.scanning.configure(lambda target: release.wait(10) and report("LOW"))
+    assert store.scanning.start_image_scan("app", ImageIdentifier(image_tag="a")).image_scan_status.status == \
+        "IN_PROGRESS"
+    full = store.scanning.start_image_scan("app", ImageIdentifier(image_tag="b")).image_scan_status
+    assert full == ImageScanStatus("FAILED", "The scanner's queue is full (1 scans waiting), so the image was not "
+                                             "scanned.")
+    release.set()
+    assert wait_status(store, "app", ImageIdentifier(image_tag="a")).image_scan_status.status == "COMPLETE"
+    deadline = time.monotonic() + 10
+    while True:  # the slot is free again once the first scan is written
+        status = store.scanning.start_image_scan("app", ImageIdentifier(image_tag="b")).image_scan_status.status
+        if status == "IN_PROGRESS" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == "IN_PROGRESS"
+
+
+
 def test_one_scan_per_image_per_day_and_a_failed_one_does_not_count(store, monkeypatch):
     store.create_repository("app")
     push_image(store, "app")

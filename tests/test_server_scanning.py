@@ -203,6 +203,16 @@ def test_scan_on_push_by_repository_and_by_registry_rule(ecr):
         ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
 
 
+def test_a_v2_push_is_scanned_on_push(scan_server, ecr):
+    from oci_http import Registry, login_password
+
+    repo = make_repo(ecr, imageScanningConfiguration={"scanOnPush": True})
+    digest, _ = Registry(scan_server.port, login_password(ecr)).push_image(repo, "v1")
+    res = wait_scan(ecr, repo, {"imageDigest": digest})
+    assert res["imageScanStatus"]["status"] == "COMPLETE"  # the config has no scan_mode: a Trivy report
+    assert res["imageScanFindings"]["findings"][2]["description"] == f"read {digest}"
+
+
 def test_every_operations_errors(scan_server, ecr):
     raw = scan_server.client(parameter_validation=False)  # lets out-of-model values reach the server
     repo = make_repo(ecr)
