@@ -22,6 +22,7 @@ from .index.base import ReadTxn, WriteTxn
 __all__ = [
     "IMAGE_SCAN", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW", "PULL_THROUGH_RULE", "REGISTRY_POLICY",
     "REGISTRY_SCANNING", "REPLICATION_CONFIG", "REPLICATION_STATUS", "REPOSITORY_KINDS", "REPOSITORY_POLICY",
+    "IMAGE_SCAN_FINDINGS",
     "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key",
 ]
 
@@ -30,9 +31,12 @@ REPOSITORY_POLICY = "repository-policy"
 LIFECYCLE_POLICY = "lifecycle-policy"
 LIFECYCLE_PREVIEW = "lifecycle-preview"
 IMAGE_SCAN = "image-scan"
+#: A completed scan's findings, apart from its status so that DescribeImages reads only the latter.
+IMAGE_SCAN_FINDINGS = "image-scan-findings"
 REPLICATION_STATUS = "replication-status"
 #: Kinds whose documents belong to one repository and go with it.
-REPOSITORY_KINDS = (REPOSITORY_POLICY, LIFECYCLE_POLICY, LIFECYCLE_PREVIEW, IMAGE_SCAN, REPLICATION_STATUS)
+REPOSITORY_KINDS = (REPOSITORY_POLICY, LIFECYCLE_POLICY, LIFECYCLE_PREVIEW, IMAGE_SCAN, REPLICATION_STATUS,
+                    IMAGE_SCAN_FINDINGS)
 
 # Registry documents (key: registry_key, or registry_key + "/" + a name).
 REGISTRY_POLICY = "registry-policy"

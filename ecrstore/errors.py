@@ -191,6 +191,7 @@ class ReferencedImagesNotFoundException(EcrError):
 
 # --- AWS protocol errors, raised by the HTTP front end. ---
 
+
 class SerializationException(EcrError):
     """The request body is not valid JSON of the expected shape."""
 
@@ -245,6 +246,72 @@ class UnrecognizedClientException(EcrError):
     code = "UnrecognizedClientException"
 
 
+class RepositoryPolicyNotFoundException(EcrError):
+    """The repository has no repository policy."""
+
+    code = "RepositoryPolicyNotFoundException"
+
+
+class RegistryPolicyNotFoundException(EcrError):
+    """The registry has no registry policy."""
+
+    code = "RegistryPolicyNotFoundException"
+
+
+class LifecyclePolicyNotFoundException(EcrError):
+    """The repository has no lifecycle policy."""
+
+    code = "LifecyclePolicyNotFoundException"
+
+
+class LifecyclePolicyPreviewNotFoundException(EcrError):
+    """No lifecycle policy preview was started for the repository."""
+
+    code = "LifecyclePolicyPreviewNotFoundException"
+
+
+class LifecyclePolicyPreviewInProgressException(EcrError):
+    """The repository's previous lifecycle policy preview has not completed."""
+
+    code = "LifecyclePolicyPreviewInProgressException"
+
+
+class PullThroughCacheRuleAlreadyExistsException(EcrError):
+    """The registry has a pull-through cache rule of that prefix already."""
+
+    code = "PullThroughCacheRuleAlreadyExistsException"
+
+
+class PullThroughCacheRuleNotFoundException(EcrError):
+    """The registry has no pull-through cache rule of that prefix."""
+
+    code = "PullThroughCacheRuleNotFoundException"
+
+
+class UnsupportedUpstreamRegistryException(EcrError):
+    """The upstream registry URL is not one a pull-through cache rule can use."""
+
+    code = "UnsupportedUpstreamRegistryException"
+
+
+class SecretNotFoundException(EcrError):
+    """No upstream secret of the server has the credentialArn."""
+
+    code = "SecretNotFoundException"
+
+
+class ScanNotFoundException(EcrError):
+    """The image has never been scanned (or its scan was for an earlier push of it)."""
+
+    code = "ScanNotFoundException"
+
+
+class UnsupportedImageTypeException(EcrError):
+    """The image is of a type that cannot be scanned (a manifest list, a non-image artifact)."""
+
+    code = "UnsupportedImageTypeException"
+
+
 #: code string -> class, built from the classes themselves.
 BY_CODE: dict[str, type[EcrError]] = {cls.code: cls for cls in EcrError.__subclasses__()}
 
@@ -277,67 +344,3 @@ class HashStateError(ServerException, ValueError):
 
     On the wire it is a ServerException; the store recovers from it by re-hashing the data.
     """
-
-
-class RepositoryPolicyNotFoundException(EcrError):
-    """The repository has no repository policy."""
-
-    code = "RepositoryPolicyNotFoundException"
-
-
-class RegistryPolicyNotFoundException(EcrError):
-    """The registry has no registry policy."""
-
-    code = "RegistryPolicyNotFoundException"
-
-
-BY_CODE.update({c.code: c for c in (RepositoryPolicyNotFoundException, RegistryPolicyNotFoundException)})
-class LifecyclePolicyNotFoundException(EcrError):
-    """The repository has no lifecycle policy."""
-
-    code = "LifecyclePolicyNotFoundException"
-
-
-class LifecyclePolicyPreviewNotFoundException(EcrError):
-    """No lifecycle policy preview was started for the repository."""
-
-    code = "LifecyclePolicyPreviewNotFoundException"
-
-
-class LifecyclePolicyPreviewInProgressException(EcrError):
-    """The repository's previous lifecycle policy preview has not completed."""
-
-    code = "LifecyclePolicyPreviewInProgressException"
-
-
-BY_CODE.update({cls.code: cls for cls in (LifecyclePolicyNotFoundException, LifecyclePolicyPreviewNotFoundException,
-                                          LifecyclePolicyPreviewInProgressException)})
-
-
-class PullThroughCacheRuleAlreadyExistsException(EcrError):
-    """The registry has a pull-through cache rule of that prefix already."""
-
-    code = "PullThroughCacheRuleAlreadyExistsException"
-
-
-class PullThroughCacheRuleNotFoundException(EcrError):
-    """The registry has no pull-through cache rule of that prefix."""
-
-    code = "PullThroughCacheRuleNotFoundException"
-
-
-class UnsupportedUpstreamRegistryException(EcrError):
-    """The upstream registry URL is not one a pull-through cache rule can use."""
-
-    code = "UnsupportedUpstreamRegistryException"
-
-
-class SecretNotFoundException(EcrError):
-    """No upstream secret of the server has the credentialArn."""
-
-    code = "SecretNotFoundException"
-
-
-BY_CODE.update({cls.code: cls for cls in (PullThroughCacheRuleAlreadyExistsException,
-                                          PullThroughCacheRuleNotFoundException,
-                                          UnsupportedUpstreamRegistryException, SecretNotFoundException)})

@@ -49,6 +49,7 @@ from .models import (
     StoredManifest,
     TagPage,
 )
+from .scanning import scan_summary
 from .tokens import decode_token, encode_token
 from .urls import UrlSigner
 
@@ -446,10 +447,12 @@ class Images:
                 tags: list[str] | None = None) -> ImageDetail:
         if tags is None:
             tags = t.image_tags(repo.id, dg)
+        scan_status, scan_findings = scan_summary(t, repo.id, dg, rec)
         return ImageDetail(
             registry_id=repo.registry_id, repository_name=repo.name, image_digest=str(Digest.from_raw(dg)),
             image_tags=tuple(tags) or None, image_size_in_bytes=rec.size, image_pushed_at=rec.pushed_at,
             image_manifest_media_type=rec.media_type, artifact_media_type=rec.artifact_media_type or None,
+            image_scan_status=scan_status, image_scan_findings_summary=scan_findings,
         )
 
     # --- download URLs -------------------------------------------------------------------

@@ -13,7 +13,7 @@ __all__ = [
     "MAX_PARTS", "MAX_PART_BYTES", "MAX_REPOSITORIES_PER_REGISTRY", "MAX_UPLOADS_PER_REGISTRY",
     "MAX_REPOSITORY_TAGS", "MAX_TAG_KEY_CHARS", "MAX_TAG_VALUE_CHARS", "MAX_TAGS_PER_IMAGE", "MAX_TAG_CHARS",
     "MIN_PART_BYTES",
-    "MAX_RESULTS", "DEFAULT_PAGE", "MAX_REFERRER_RESULTS",
+    "MAX_RESULTS", "DEFAULT_PAGE", "MAX_REFERRER_RESULTS", "DEFAULT_SCANNER_TIMEOUT",
 ]
 
 #: The registry (account) calls address when they name none.
@@ -57,3 +57,6 @@ MAX_RESULTS = 1000
 DEFAULT_PAGE = 100
 #: ListImageReferrers' largest page (its own bound for maxResults), also its default page.
 MAX_REFERRER_RESULTS = 50
+
+#: How long one run of the configured vulnerability scanner may take (seconds).
+DEFAULT_SCANNER_TIMEOUT = 600.0

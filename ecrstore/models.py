@@ -11,6 +11,10 @@ shapes (``ecrstore.server.awsjson.codec``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scan_models import ImageScanFindingsSummary, ImageScanStatus
 
 __all__ = [
     "AuthorizationData",
@@ -241,6 +245,8 @@ class ImageDetail:
     image_manifest_media_type: str
     artifact_media_type: str | None = None
     image_status: str = "ACTIVE"
+    image_scan_status: ImageScanStatus | None = None
+    image_scan_findings_summary: ImageScanFindingsSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,7 @@ from .pull_through import PullThrough
 from .replication import Replication
 from .repositories import Repositories
 from .repository_settings import RepositorySettings
+from .scanning import Scanning
 from .uploads import Uploads, UploadStream
 from .urls import UrlSigner
 
@@ -99,8 +100,6 @@ class Store:
     Quotas (LimitExceededException past them): layers per image, images per repository,
     repositories per registry, uploads in progress per registry.
 
-    Areas: ``settings`` (resource tags, tag mutability, scan on push, ListImageReferrers).
-
     ``registry_host`` (``host:port``) is where clients reach this store's registry (``ecrstore
     serve --public-url``): repositoryUri is ``<registry_host>/<name>``; without it, ECR's
     ``<registry>.dkr.ecr.<region>.amazonaws.com/<name>``.
@@ -114,10 +113,12 @@ class Store:
     fsync after each rename). With ``durable=False`` (batch imports) effects survive a process
     crash but not an OS crash or power loss until :meth:`sync` returns.
 
-    Areas: ``policies`` (:class:`~ecrstore.policies.Policies`: repository and registry policies).
-    Control-plane areas: ``lifecycle`` (lifecycle policies, previews, expiry runs).
-    ``replication`` (:class:`~ecrstore.replication.Replication`: registry replication).
-    Areas of the control plane: ``pull_through`` (:class:`~ecrstore.pull_through.PullThrough`).
+    The rest of ECR's control plane is in areas, each an attribute with the calls of its
+    operations: ``settings`` (resource tags, tag mutability, scan on push, ListImageReferrers),
+    ``policies`` (repository and registry policies, and the decisions front ends enforce),
+    ``lifecycle`` (lifecycle policies, previews, expiry runs), ``replication`` (registry
+    replication, carried out on push), ``pull_through`` (pull-through cache rules) and
+    ``scanning`` (image scans and scanning configurations).
     """
 
     def __init__(
@@ -183,17 +184,16 @@ class Store:
             self._index, self._signer,
             max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
         )
-        #: Repository and registry policies, and the authorization decisions front ends enforce.
-        self.policies = Policies(self._index, self._repos)
-        #: Called with each PutImageResult after its commit, in order (the store's areas
-        #: register what follows a push here).
-        self._push_hooks: list[Callable[[PutImageResult], None]] = []
+        # The control plane's areas (see the class docstring).
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
+        self.policies = Policies(self._index, self._repos)
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
         self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
-        self._push_hooks.append(self.replication.after_push)
-        #: Pull-through cache rules (the /v2/ front end fetches what they cover).
         self.pull_through = PullThrough(self._index, registry_id=self.registry_id)
+        self.scanning = Scanning(self._index, self._repos, self._images, registry_id=self.registry_id)
+        #: Called with each PutImageResult after its commit, in order: what follows a push.
+        self._push_hooks: list[Callable[[PutImageResult], None]] = [self.replication.after_push,
+                                                                     self.scanning.on_push]
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -219,6 +219,7 @@ class Store:
 
     def close(self) -> None:
         """Release the index and the I/O threads. Idempotent."""
+        self.scanning.close()  # first: no scan result is written once the index closes
         if self._pool_obj is not None and self._pool_pid == os.getpid():
             self._pool_obj.shutdown(wait=True)
         self._pool_obj = None

@@ -20,7 +20,7 @@ ERRORS, VALUES, LOW, BACKENDS, POLICY, FACADE, FRONT = range(7)
 LAYERS: dict[str, int] = {
     "ecrstore.errors": ERRORS,
     **dict.fromkeys(["ecrstore.limits", "ecrstore.settings", "ecrstore.digest", "ecrstore.models",
-                     "ecrstore.tokens", "ecrstore._sha256"], VALUES),
+                     "ecrstore.tokens", "ecrstore._sha256", "ecrstore.scan_models"], VALUES),
     **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate",
                      "ecrstore.policy", "ecrstore.lifecycle_rules"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
@@ -28,8 +28,8 @@ LAYERS: dict[str, int] = {
                      "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
-                     "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication", "ecrstore.pull_through"],
-                    POLICY),
+                     "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication", "ecrstore.pull_through",
+                     "ecrstore.scanning", "ecrstore.scanning_rules"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked

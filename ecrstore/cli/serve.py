@@ -54,6 +54,7 @@ _CONFIG_FIELDS = {
     "lifecycle_interval": "lifecycle_interval",
     "threads": "threads",
     "download_url_ttl": "download_url_ttl",
+    "scanner_timeout": "scanner_timeout",
 }
 
 
@@ -136,6 +137,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.fail_next_upload_parts:
         log.warning("testing hook on: the first %d UploadLayerPart call(s) per worker will answer 500",
                     args.fail_next_upload_parts)
+    if args.scanner is not None:
+        from ..transfer.scanner import parse_command
+
+        try:
+            parse_command(args.scanner)
+        except ValueError as e:
+            raise CliError(f"--scanner: {e}") from e
     given = {field: getattr(args, dest) for dest, field in _CONFIG_FIELDS.items() if getattr(args, dest) is not None}
     config = server.ServerConfig(
         store_path=os.path.abspath(args.store),
@@ -146,6 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_url=public_url,
         create_on_push=args.create_on_push,
         upstream_secrets=_upstream_secrets(args.upstream_secrets),
+        scanner_command=args.scanner,
         **given,
     )
     status = server.serve(config, host=args.host, port=args.port, workers=args.workers,
@@ -240,6 +249,12 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--threads", type=positive_int, help="threads per worker running store calls")
     p.add_argument("--download-url-ttl", type=seconds_arg(zero_ok=False), metavar="SECONDS",
                    help="how long GetDownloadUrlForLayer's URLs stay valid")
+    p.add_argument("--scanner", metavar="COMMAND",
+                   help="vulnerability scanner run for each image scan, {layout} standing for the image's exported "
+                        "OCI layout; its stdout is read as a Trivy or Grype JSON report, e.g. "
+                        "'trivy image --quiet --format json --input {layout}' (default: none, scans end FAILED)")
+    p.add_argument("--scanner-timeout", type=seconds_arg(zero_ok=False), metavar="SECONDS",
+                   help="how long one scanner run may take before its scan is FAILED")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     # Fault injection for the test suite: each worker stores its first N layer parts but
     # answers them with a 500 ServerException. Not for users, so not in --help.

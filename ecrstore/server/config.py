@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import DEFAULT_SCANNER_TIMEOUT
+
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
 MiB = 2**20
@@ -62,6 +64,11 @@ class ServerConfig:
     #: "accessToken"}, mode 0600); None: rules can name no credentialArn.
     upstream_secrets: str | None = None
     fail_upload_parts: int = 0
+    #: The vulnerability scanner's command line, with ``{layout}`` where the image's exported
+    #: OCI layout goes (``ecrstore.transfer.scanner``); None: no scanner (scans end FAILED).
+    scanner_command: str | None = None
+    #: How long one run of the scanner may take (seconds).
+    scanner_timeout: float = DEFAULT_SCANNER_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.auth and not self.credentials_file:
@@ -80,6 +87,8 @@ class ServerConfig:
             raise ValueError("purge_interval must not be negative")
         if self.lifecycle_interval < 0:
             raise ValueError("lifecycle_interval must not be negative")
+        if self.scanner_timeout <= 0:
+            raise ValueError("scanner_timeout must be positive")
 
     @property
     def region(self) -> str:

@@ -123,6 +123,13 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
         shutdown.append(lifecycle.stop)
     if hasattr(store, "replication"):
         startup.append(functools.partial(resume_replication, store))
+    scanning = getattr(store, "scanning", None)
+    if scanning is not None:
+        if config.scanner_command:
+            from ..transfer.scanner import CommandScanner  # here: tests compose apps over fake stores
+
+            scanning.configure(CommandScanner(store, config.scanner_command, timeout=config.scanner_timeout))
+        startup.append(functools.partial(_recover_scans, scanning))
     shutdown.append(functools.partial(executor.shutdown, wait=True))
     close = getattr(store, "close", None)
     if close is not None:
@@ -130,6 +137,17 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
     return Router([Route("/v2", registry), Route(LAYER_PATH_PREFIX, downloads, frozenset({"GET", "HEAD"}))],
                   default=api,
                   on_startup=startup, on_shutdown=shutdown)
+
+
+def _recover_scans(scanning: Any) -> None:
+    """Scans left IN_PROGRESS by a server that stopped are rewritten as interrupted."""
+    try:
+        count = scanning.recover()
+    except Exception as e:  # readers answer such scans as interrupted anyway
+        log.error("recovering interrupted scans failed: %s", e)
+        return
+    if count:
+        log.info("%d scan(s) interrupted by an earlier stop are now FAILED", count)
 
 
 def build_app(config: ServerConfig) -> Router:

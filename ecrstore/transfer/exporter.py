@@ -104,11 +104,13 @@ class _Manifest:
 
 
 def export_image(store: Store, reference: str, dest: str | os.PathLike[str], *, format: str = "oci",
-                 convert_to_oci: bool = False, progress: ProgressCallback | None = None) -> ExportReport:
+                 convert_to_oci: bool = False, progress: ProgressCallback | None = None,
+                 registry_id: str | None = None) -> ExportReport:
     """Write the image ``reference`` (``REPO:TAG`` or ``REPO@sha256:…``) of ``store`` to
     ``dest`` in ``format`` (``"oci"``, ``"oci-archive"`` or ``"docker-archive"``).
     ``convert_to_oci`` (OCI formats only) rewrites Docker manifests with OCI media types, for
     tools that read only those (the image digest changes; see the module documentation).
+    ``registry_id``: the registry of the repository (None: the store's default).
 
     An image index is exported with every manifest it references. Errors: the store's
     EcrError (RepositoryNotFound; ImageNotFoundException when the repository has no such
@@ -126,17 +128,17 @@ def export_image(store: Store, reference: str, dest: str | os.PathLike[str], *, 
     emit = Emitter(progress)
     repo, tag, digest = parse_reference(reference)
     dest = os.fspath(dest)
-    top, manifests = _collect(store, repo, tag, digest, reference)
+    top, manifests = _collect(store, repo, tag, digest, reference, registry_id)
     if convert_to_oci:
         top, manifests = _as_oci(top, manifests)
     blobs: dict[str, int] = {}
     for m in manifests.values():
         for d in ([m.config] if m.config else []) + list(m.layers):
             if d not in blobs:
-                with store.open_layer(repo, d) as reader:
+                with store.open_layer(repo, d, registry_id=registry_id) as reader:
                     blobs[d] = reader.size
     emit("plan", total_bytes=sum(blobs.values()), total_layers=len(blobs))
-    writer = _Writer(store, repo, emit)
+    writer = _Writer(store, repo, emit, registry_id)
     try:
         if format == "oci":
             written = writer.oci_dir(dest, top, manifests, blobs, tag)
@@ -153,10 +155,10 @@ def export_image(store: Store, reference: str, dest: str | os.PathLike[str], *, 
 
 
 def _collect(store: Store, repo: str, tag: str | None, digest: str | None,
-             reference: str) -> tuple[_Manifest, dict[str, _Manifest]]:
+             reference: str, registry_id: str | None) -> tuple[_Manifest, dict[str, _Manifest]]:
     """The image and, for an index, every manifest under it (children first)."""
     ident = ImageIdentifier(image_tag=tag) if tag is not None else ImageIdentifier(digest)
-    res = store.batch_get_image(repo, [ident])
+    res = store.batch_get_image(repo, [ident], registry_id=registry_id)
     if not res.images:
         reason = res.failures[0].failure_reason if res.failures else "Requested image not found"
         raise ImageNotFoundException(f"{reference}: {reason}")
@@ -169,7 +171,8 @@ def _collect(store: Store, repo: str, tag: str | None, digest: str | None,
         wanted = [c for m in pending for c in m.children if c not in seen]
         pending = []
         for i in range(0, len(wanted), _BATCH):
-            got = store.batch_get_image(repo, [ImageIdentifier(d) for d in wanted[i:i + _BATCH]])
+            got = store.batch_get_image(repo, [ImageIdentifier(d) for d in wanted[i:i + _BATCH]],
+                                        registry_id=registry_id)
             if got.failures:
                 f = got.failures[0]
                 raise ImageNotFoundException(
@@ -261,10 +264,11 @@ def _index_entry(m: _Manifest, annotations: dict[str, str] | None) -> dict[str, 
 
 
 class _Writer:
-    def __init__(self, store: Store, repo: str, emit: Emitter) -> None:
+    def __init__(self, store: Store, repo: str, emit: Emitter, registry_id: str | None = None) -> None:
         self._store = store
         self._repo = repo
         self._emit = emit
+        self._registry_id = registry_id
 
     # --- OCI layout directory ------------------------------------------------------------
 
@@ -282,7 +286,7 @@ class _Writer:
             if os.path.isfile(path) and os.path.getsize(path) == size:
                 self._emit("layer", digest=digest, nbytes=size, skipped=True)
                 continue
-            with self._store.open_layer(self._repo, digest) as reader:
+            with self._store.open_layer(self._repo, digest, registry_id=self._registry_id) as reader:
                 _atomic_copy(path, reader, self._on_bytes)
             self._emit("layer", digest=digest, nbytes=size)
             count += 1
@@ -327,7 +331,7 @@ class _Writer:
             tar.add_dir("blobs")
             tar.add_dir("blobs/sha256")
             for digest, size in blobs.items():
-                with self._store.open_layer(self._repo, digest) as reader:
+                with self._store.open_layer(self._repo, digest, registry_id=self._registry_id) as reader:
                     tar.add_blob(blob_path(digest), reader, self._on_bytes)
                 self._emit("layer", digest=digest, nbytes=size)
             for m in manifests.values():

@@ -22,6 +22,7 @@ from typing import Any
 import pybase64
 
 from ... import models as m
+from ... import scan_models as sm
 from ...errors import SerializationException, invalid_parameter
 from ...limits import MAX_PART_BYTES
 from .codec import to_wire
@@ -437,6 +438,30 @@ _OPERATIONS = [
     Operation("ValidatePullThroughCacheRule", "validate_pull_through_cache_rule", {
         "ecrRepositoryPrefix": Member(String(), required=True),
     }, target="pull_through"),
+    # --- image scanning (store.scanning) ---
+    Operation("StartImageScan", "start_image_scan", {
+        "repositoryName": Member(String(), required=True),
+        "imageId": Member(_IMAGE_ID, required=True),
+    }, target="scanning"),
+    Operation("DescribeImageScanFindings", "describe_image_scan_findings", {
+        "repositoryName": Member(String(), required=True),
+        "imageId": Member(_IMAGE_ID, required=True),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+    }, target="scanning"),
+    Operation("PutRegistryScanningConfiguration", "put_registry_scanning_configuration", {
+        "scanType": Member(String()),
+        "rules": Member(ListOf(Structure({
+            "scanFrequency": Member(String(), required=True),
+            "repositoryFilters": Member(ListOf(Structure({
+                "filter": Member(String(), required=True), "filterType": Member(String(), required=True),
+            }, into=sm.ScanningRepositoryFilter)), required=True),
+        }, into=sm.RegistryScanningRule))),
+    }, target="scanning"),
+    Operation("GetRegistryScanningConfiguration", "get_registry_scanning_configuration", {}, target="scanning"),
+    Operation("BatchGetRepositoryScanningConfiguration", "batch_get_repository_scanning_configuration", {
+        "repositoryNames": Member(ListOf(String()), required=True),
+    }, target="scanning"),
 ]
 
 #: Operation name -> Operation.
