@@ -67,11 +67,16 @@ class Images:
         self._max_layers = max_layers
         self._max_images = max_images
         self._repo = repo_lookup
+        #: Called inside each PutImage's write transaction, after its writes, with (txn, the
+        #: repository's record, the image digest, the tag or None): what must commit with the
+        #: push (replication's pending statuses). Must only write through ``txn``.
+        self.commit_hooks: list[Callable[[WriteTxn, RepoRecord, bytes, str | None], None]] = []
 
     # --- PutImage ------------------------------------------------------------------------
 
     def put_image(self, registry_id: str | None, repository_name: str, image_manifest: str,
-                  media_type: str | None, image_tag: str | None, image_digest: str | None) -> PutImageResult:
+                  media_type: str | None, image_tag: str | None, image_digest: str | None, *,
+                  commit_hooks: bool = True) -> PutImageResult:
         v.string(image_manifest, "imageManifest", min_len=1, max_len=MAX_MANIFEST_CHARS)
         if media_type is not None:
             v.string(media_type, "imageManifestMediaType", min_len=1, max_len=255)
@@ -121,6 +126,8 @@ class Images:
                 if len(t.image_tags(repo.id, dg)) >= MAX_TAGS_PER_IMAGE:
                     raise LimitExceededException(f"An image may have at most {MAX_TAGS_PER_IMAGE} tags")
                 t.put_tag(repo.id, image_tag, dg)
+            for hook in self.commit_hooks if commit_hooks else ():
+                hook(t, cur, dg, image_tag)
 
         self._index.write(commit)
         image = Image(repo.registry_id, repo.name, ImageIdentifier(str(parsed.digest), image_tag),

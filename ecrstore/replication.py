@@ -20,12 +20,12 @@ rule's destinations:
 Replication runs synchronously after the source commit, in the pushing thread: it moves no
 bytes, only index writes (a few per destination), so the push's acknowledgement waits a
 bounded time, and a replication failure is recorded in the status, never raised to the push.
-Statuses (``REPLICATION_STATUS``, one document per source image) are written IN_PROGRESS in
-one transaction right after the source commit, then COMPLETE or FAILED per destination. A
-crash after that leaves IN_PROGRESS entries: :meth:`Replication.resume` (run when ``ecrstore
-serve`` starts) carries them out again; every step is idempotent. A crash in the instant
-between the source commit and the IN_PROGRESS write leaves the image unreplicated until it is
-pushed again (with another tag); its status then lists no destination.
+Statuses (``REPLICATION_STATUS``, one document per source image) are written IN_PROGRESS
+inside the push's own transaction (:meth:`Replication.mark_pending`, an
+:attr:`.Images.commit_hooks` entry), then COMPLETE or FAILED per destination after it. So a
+crash at any moment after the push commits leaves IN_PROGRESS entries, and
+:meth:`Replication.resume` (run when ``ecrstore serve`` starts) carries them out; every step
+is idempotent.
 
 Replicated images are put without the push hooks: replication is not transitive (an image
 replicated into a registry is not replicated onward by that registry's own rules). Deletions
@@ -53,7 +53,7 @@ from .errors import (
     invalid_parameter,
 )
 from .images import Images
-from .index.base import Index, WriteTxn
+from .index.base import Index, ReadTxn, WriteTxn
 from .index.records import RepoRecord
 from .layers import Layers
 from .manifest import parse_manifest
@@ -172,7 +172,11 @@ class Replication:
     def configuration(self, registry_id: str) -> ReplicationConfiguration:
         """The registry's replication configuration (empty when none). One snapshot."""
         with self._index.read() as t:
-            doc = documents.get(t, documents.REPLICATION_CONFIG, documents.registry_key(registry_id))
+            return self._configuration_in(t, registry_id)
+
+    @staticmethod
+    def _configuration_in(t: ReadTxn, registry_id: str) -> ReplicationConfiguration:
+        doc = documents.get(t, documents.REPLICATION_CONFIG, documents.registry_key(registry_id))
         return ReplicationConfiguration(tuple(_rule_of(r) for r in (doc or {}).get("rules", ())))
 
     def _check_configuration(self, conf: Any, registry: str) -> ReplicationConfiguration:
@@ -286,18 +290,27 @@ class Replication:
         tag = image.image_id.image_tag
         key = documents.image_key(src.id, digest.raw)
 
-        def start(t: WriteTxn) -> None:
-            if t.get_image(src.id, digest.raw, with_manifest=False) is None:
-                return
-            doc = documents.get(t, documents.REPLICATION_STATUS, key) or {
-                "registryId": src.registry_id, "repositoryName": src.name, "destinations": []}
-            for d in dests:
-                _set_entry(doc, d, {"status": IN_PROGRESS, "tag": tag})
-            documents.put(t, documents.REPLICATION_STATUS, key, doc)
-
-        self._index.write(start)
-        for d in dests:
+        with self._index.read() as t:
+            doc = documents.get(t, documents.REPLICATION_STATUS, key)
+        if doc is None:
+            return  # pushed through the engine without the commit hook: nothing pending
+        pending = [d for d in dests if _entry_status(doc, d) == IN_PROGRESS]
+        for d in pending:
             self._replicate(src, digest.raw, tag, d)
+
+    def mark_pending(self, t: WriteTxn, repo: RepoRecord, dg: bytes, tag: str | None) -> None:
+        """The commit hook: inside the push's own transaction, record IN_PROGRESS for each
+        destination a rule sends the image to, so the push and the promise to replicate it
+        commit together (a crash right after the commit leaves work :meth:`resume` finds)."""
+        dests = self._destinations(repo.registry_id, repo.name, t)
+        if not dests:
+            return
+        key = documents.image_key(repo.id, dg)
+        doc = documents.get(t, documents.REPLICATION_STATUS, key) or {
+            "registryId": repo.registry_id, "repositoryName": repo.name, "destinations": []}
+        for d in dests:
+            _set_entry(doc, d, {"status": IN_PROGRESS, "tag": tag})
+        documents.put(t, documents.REPLICATION_STATUS, key, doc)
 
     def resume(self) -> int:
         """Carry out again every destination left IN_PROGRESS (by a crash, or a failure of
@@ -322,9 +335,11 @@ class Replication:
                     count += 1
         return count
 
-    def _destinations(self, registry: str, repository_name: str) -> list[ReplicationDestination]:
+    def _destinations(self, registry: str, repository_name: str,
+                      t: ReadTxn | None = None) -> list[ReplicationDestination]:
         out: list[ReplicationDestination] = []
-        for rule in self.configuration(registry).rules:
+        conf = self.configuration(registry) if t is None else self._configuration_in(t, registry)
+        for rule in conf.rules:
             filters = rule.repository_filters
             if filters and not any(repository_name.startswith(f.filter) for f in filters):
                 continue
@@ -404,7 +419,8 @@ class Replication:
             blobs = [d.digest.raw for d in ((parsed.config,) if parsed.config else ()) + parsed.layers]
             self._layers.link_replica(src, target, blobs)
         try:
-            self._images.put_image(target.registry_id, target.name, text, rec.media_type, tag, None)
+            self._images.put_image(target.registry_id, target.name, text, rec.media_type, tag, None,
+                                   commit_hooks=False)
         except ImageAlreadyExistsException:
             pass  # already there (with this tag): replicated before, or a resumed run
 
@@ -436,6 +452,14 @@ def _check_filters(value: Any, member: str) -> list[RepositoryFilter]:
             )
         out.append(RepositoryFilter(f.filter, f.filter_type))
     return out
+
+
+def _entry_status(doc: dict[str, Any], dest: ReplicationDestination) -> str | None:
+    """The status a status document records for ``dest`` (None: none)."""
+    for e in doc["destinations"]:
+        if (e["region"], e["registryId"]) == (dest.region, dest.registry_id):
+            return str(e["status"])
+    return None
 
 
 def _set_entry(doc: dict[str, Any], dest: ReplicationDestination, values: dict[str, Any]) -> None:

@@ -189,6 +189,7 @@ class Store:
         self.policies = Policies(self._index, self._repos)
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
         self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
+        self._images.commit_hooks.append(self.replication.mark_pending)
         self.pull_through = PullThrough(self._index, registry_id=self.registry_id)
         self.scanning = Scanning(self._index, self._repos, self._images, registry_id=self.registry_id)
         #: Called with each PutImageResult after its commit, in order: what follows a push.

@@ -282,20 +282,23 @@ _CRASHING_PUSH = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from storeutil import open_store
     store = open_store({path!r}, registry_id="111111111111", region="us-east-1")
-    # The process dies at the first step of replication that follows the IN_PROGRESS write.
-    store.policies.registry_permits = lambda *a: os._exit(9)
+    if {where!r} == "after-commit":  # dies right after the push commits, before anything follows it
+        store._push_hooks.insert(0, lambda result: os._exit(9))
+    else:  # dies at the first step of carrying the replication out
+        store.policies.registry_permits = lambda *a: os._exit(9)
     store.put_image("app", {manifest!r}, image_tag="v1", registry_id="111111111111")
 """)
 
 
-def test_a_crash_mid_replication_is_completed_by_resume(tmp_path):
+@pytest.mark.parametrize("where", ["after-commit", "mid-replication"])
+def test_a_crash_after_the_push_commits_is_completed_by_resume(tmp_path, where):
     path = tmp_path / "store"
     with open_store(path, registry_id=A, region=REGION) as s:
         s.create_repository("app", registry_id=A)
         s.replication.put_replication_configuration(to(B), registry_id=A)
         allow(s, B, A)
         manifest, _ = image(s, "app", 50)
-    script = _CRASHING_PUSH.format(tests=os.path.dirname(__file__), path=str(path), manifest=manifest)
+    script = _CRASHING_PUSH.format(tests=os.path.dirname(__file__), path=str(path), manifest=manifest, where=where)
     proc = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
     assert proc.returncode == 9, proc.stderr.decode()
     with open_store(path, registry_id=A, region=REGION) as s:
