@@ -42,7 +42,7 @@ from .models import (
     UpdatePullThroughCacheRuleResult,
     ValidatePullThroughCacheRuleResult,
 )
-from .tokens import decode_token, encode_token
+from .tokens import decode_name_token, encode_name_token
 
 __all__ = ["MAX_RULES_PER_REGISTRY", "ROOT", "UPSTREAM_REGISTRIES", "PullThrough", "Upstreams", "upstream_name"]
 
@@ -177,7 +177,7 @@ class PullThrough:
                 if doc is None:
                     raise _not_found(registry, prefix)
             return DescribePullThroughCacheRulesResult(tuple(_rule(registry, d) for d in found))
-        after = _decode_token(next_token, registry) if next_token is not None else None
+        after = decode_name_token(next_token, registry) if next_token is not None else None
         limit = page or DEFAULT_PAGE
         docs: list[dict[str, Any]] = []
         with self._index.read() as t:
@@ -188,7 +188,7 @@ class PullThrough:
                         break
         more = len(docs) > limit
         docs = docs[:limit]
-        token = encode_token(registry, docs[-1]["prefix"]) if more else None
+        token = encode_name_token(registry, docs[-1]["prefix"]) if more else None
         return DescribePullThroughCacheRulesResult(tuple(_rule(registry, d) for d in docs), token)
 
     def update_pull_through_cache_rule(
@@ -342,14 +342,3 @@ def _not_found(registry: str, prefix: str) -> PullThroughCacheRuleNotFoundExcept
     return PullThroughCacheRuleNotFoundException(
         f"The pull through cache rule with the prefix '{prefix}' does not exist in the registry with id "
         f"'{registry}'")
-
-
-def _decode_token(token: object, registry: str) -> str:
-    def read(fields: list[object]) -> str:
-        reg, after = fields
-        if reg != registry or not isinstance(after, str):
-            raise ValueError
-        return after
-
-    return decode_token(token, read)
-

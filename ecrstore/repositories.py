@@ -30,7 +30,7 @@ from .models import (
     Repository,
     Tag,
 )
-from .tokens import decode_token, encode_token
+from .tokens import decode_name_token, encode_name_token
 
 __all__ = ["Repositories"]
 
@@ -114,7 +114,7 @@ class Repositories:
                     raise repository_not_found(registry, n)
                 found.append(rec)
             return DescribeRepositoriesResult(tuple(self.result(r) for r in found))
-        after = _decode_token(next_token, registry) if next_token is not None else None
+        after = decode_name_token(next_token, registry) if next_token is not None else None
         limit = page or DEFAULT_PAGE
         listed: list[RepoRecord] = []
         with self._index.read() as t:
@@ -124,7 +124,7 @@ class Repositories:
                     break
         more = len(listed) > limit
         listed = listed[:limit]
-        token = _encode_token(registry, listed[-1].name) if more else None
+        token = encode_name_token(registry, listed[-1].name) if more else None
         return DescribeRepositoriesResult(tuple(self.result(r) for r in listed), token)
 
     def delete(self, registry_id: str | None, repository_name: str, force: bool,
@@ -198,17 +198,3 @@ class Repositories:
             encryption_configuration=EncryptionConfiguration(rec.encryption_type, kms_key),
             image_tag_mutability_exclusion_filters=filters or None,
         )
-
-
-def _encode_token(registry: str, after: str) -> str:
-    return encode_token(registry, after)
-
-
-def _decode_token(token: object, registry: str) -> str:
-    def read(fields: list[object]) -> str:
-        reg, after = fields
-        if reg != registry or not isinstance(after, str):
-            raise ValueError
-        return after
-
-    return decode_token(token, read)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from .errors import InvalidParameterException
 
-__all__ = ["MAX_TOKEN_CHARS", "decode_token", "encode_token"]
+__all__ = ["MAX_TOKEN_CHARS", "decode_name_token", "decode_token", "encode_name_token", "encode_token"]
 
 T = TypeVar("T")
 
@@ -43,3 +43,21 @@ def decode_token(token: object, read: Callable[[list[Any]], T]) -> T:
         raise InvalidParameterException(
             "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid token'"
         ) from None
+
+
+def encode_name_token(registry: str, after: str) -> str:
+    """The token of a page of a registry's things listed in name order (repositories, cache
+    rules), ending at ``after``."""
+    return encode_token(registry, after)
+
+
+def decode_name_token(token: object, registry: str) -> str:
+    """The name a :func:`encode_name_token` token of ``registry`` ends at (another registry's
+    token is refused like a bent one)."""
+    def read(fields: list[Any]) -> str:
+        reg, after = fields
+        if reg != registry or not isinstance(after, str):
+            raise ValueError
+        return after
+
+    return decode_token(token, read)
