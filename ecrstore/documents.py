@@ -20,13 +20,13 @@ from typing import Any
 from .index.base import ReadTxn, WriteTxn
 
 __all__ = [
-    "IMAGE_SCAN", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW", "PULL_THROUGH_RULE", "REGISTRY_POLICY",
-    "REGISTRY_SCANNING", "REPLICATION_CONFIG", "REPLICATION_STATUS", "REPOSITORY_KINDS", "REPOSITORY_POLICY",
-    "IMAGE_SCAN_FINDINGS",
-    "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key",
+    "IMAGE_SCAN", "IMAGE_SCAN_FINDINGS", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW", "PULL_THROUGH_CHECK",
+    "PULL_THROUGH_RULE", "REGISTRY_POLICY", "REGISTRY_SCANNING", "REPLICATION_CONFIG", "REPLICATION_STATUS",
+    "REPOSITORY_KINDS", "REPOSITORY_POLICY",
+    "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key", "tag_key",
 ]
 
-# Repository documents (key: repo_key, or image_key for per-image ones).
+# Repository documents (key: repo_key, or image_key / tag_key for per-image and per-tag ones).
 REPOSITORY_POLICY = "repository-policy"
 LIFECYCLE_POLICY = "lifecycle-policy"
 LIFECYCLE_PREVIEW = "lifecycle-preview"
@@ -34,9 +34,11 @@ IMAGE_SCAN = "image-scan"
 #: A completed scan's findings, apart from its status so that DescribeImages reads only the latter.
 IMAGE_SCAN_FINDINGS = "image-scan-findings"
 REPLICATION_STATUS = "replication-status"
+#: When a pull-through cache tag was last compared with its upstream (key: tag_key).
+PULL_THROUGH_CHECK = "pull-through-check"
 #: Kinds whose documents belong to one repository and go with it.
 REPOSITORY_KINDS = (REPOSITORY_POLICY, LIFECYCLE_POLICY, LIFECYCLE_PREVIEW, IMAGE_SCAN, REPLICATION_STATUS,
-                    IMAGE_SCAN_FINDINGS)
+                    IMAGE_SCAN_FINDINGS, PULL_THROUGH_CHECK)
 
 # Registry documents (key: registry_key, or registry_key + "/" + a name).
 REGISTRY_POLICY = "registry-policy"
@@ -53,6 +55,11 @@ def repo_key(repo_id: int) -> str:
 def image_key(repo_id: int, digest: bytes) -> str:
     """The key of a per-image document (``digest``: the 32-byte sha256)."""
     return f"{repo_id:016x}/{digest.hex()}"
+
+
+def tag_key(repo_id: int, tag: str) -> str:
+    """The key of a per-tag document."""
+    return f"{repo_id:016x}/{tag}"
 
 
 def registry_key(registry_id: str, name: str | None = None) -> str:

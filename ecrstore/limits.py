@@ -14,6 +14,7 @@ __all__ = [
     "MAX_REPOSITORY_TAGS", "MAX_TAG_KEY_CHARS", "MAX_TAG_VALUE_CHARS", "MAX_TAGS_PER_IMAGE", "MAX_TAG_CHARS",
     "MIN_PART_BYTES",
     "MAX_RESULTS", "DEFAULT_PAGE", "MAX_REFERRER_RESULTS", "DEFAULT_SCANNER_TIMEOUT",
+    "DEFAULT_PULL_THROUGH_REFRESH",
 ]
 
 #: The registry (account) calls address when they name none.
@@ -60,3 +61,5 @@ MAX_REFERRER_RESULTS = 50
 
 #: How long one run of the configured vulnerability scanner may take (seconds).
 DEFAULT_SCANNER_TIMEOUT = 600.0
+#: How long a pull-through cache serves a tag before asking its upstream again (ECR's 24 h).
+DEFAULT_PULL_THROUGH_REFRESH = 24 * 3600.0

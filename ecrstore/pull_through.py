@@ -285,6 +285,31 @@ class PullThrough:
                     return _rule(registry, doc), upstream_name(doc.get("upstreamPrefix"), rest)
         return None
 
+    # --- tag checks (the front end's refreshes) -------------------------------------------
+
+    def last_check(self, repository_name: str, tag: str, *, registry_id: str | None = None) -> float | None:
+        """When the cached ``tag`` was last compared with its upstream (epoch seconds); None
+        when never (or the repository is gone). One snapshot."""
+        registry = v.registry_id(registry_id, self._registry_id)
+        with self._index.read() as t:
+            rec = t.get_repo(registry, v.repository_name(repository_name))
+            key = None if rec is None else documents.tag_key(rec.id, tag)
+            doc = None if key is None else documents.get(t, documents.PULL_THROUGH_CHECK, key)
+        return None if doc is None else float(doc["at"])
+
+    def record_check(self, repository_name: str, tag: str, at: float, *, registry_id: str | None = None) -> None:
+        """Record that ``tag`` was compared with its upstream at ``at`` (nothing when the
+        repository is gone). One write transaction, durable on return."""
+        registry = v.registry_id(registry_id, self._registry_id)
+        name = v.repository_name(repository_name)
+
+        def commit(t: WriteTxn) -> None:
+            rec = t.get_repo(registry, name)
+            if rec is not None:
+                documents.put(t, documents.PULL_THROUGH_CHECK, documents.tag_key(rec.id, tag), {"at": at})
+
+        self._index.write(commit)
+
     def _credential(self, arn: str) -> str:
         v.string(arn, "credentialArn", min_len=50, max_len=612)
         if not _ARN_RE.fullmatch(arn):

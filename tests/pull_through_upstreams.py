@@ -49,7 +49,8 @@ def start_upstream(workdir: Path, *, htpasswd: bool = False) -> Registry:
 
 
 class Proxy:
-    """A forwarding HTTP proxy to ``target`` that counts the GETs it forwards, by path.
+    """A forwarding HTTP proxy to ``target`` that counts the GETs and HEADs it forwards, by path
+    (``counts``) and by method (``methods``).
 
     ``bearer``: requests need ``Authorization: Bearer <token>``, else 401 with a docker token
     challenge whose realm is this proxy's ``/token`` (which hands out the token for Basic
@@ -68,6 +69,7 @@ class Proxy:
         self.redirect = redirect
         self.status = status
         self.counts: collections.Counter[str] = collections.Counter()
+        self.methods: collections.Counter[str] = collections.Counter()  # forwarded requests by method
         self.token_requests: list[dict[str, str]] = []
         self._lock = threading.Lock()
         proxy = self
@@ -109,6 +111,7 @@ class Proxy:
             return
         with self._lock:
             self.counts[path] += 1
+            self.methods[req.command] += 1
         if self.status is not None:
             self._send(req, self.status, b'{"errors":[{"code":"UNKNOWN","message":"upstream trouble"}]}', {})
             return

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -498,3 +499,58 @@ def test_a_large_blob_streams_through_in_bounded_memory(upstream, containers, tm
         assert peak < 8 * 2**20, f"peak {peak} bytes for a {len(img.layers[0])}-byte layer"
         with store.open_layer(f"big/{name}", img.layer_digests[0]) as reader:
             assert reader.size == len(img.layers[0])
+
+
+def test_a_cached_tag_is_checked_upstream_once_due_and_follows_a_moved_tag(containers, tmp_path):
+    """``--pull-through-refresh 2``: within the interval a tag is served with no upstream request;
+    once due, a HEAD asks for its digest; a moved tag is fetched and moved here; an upstream
+    that is gone leaves the cached image served."""
+    server = start_server(tmp_path / "srv", keys=[KEY_A], extra=["--pull-through-refresh", "2"])
+    upstream = start_upstream(tmp_path / "upstream")
+    proxy = Proxy(upstream.port)
+    try:
+        name = repo_name("fresh")
+        first, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7701)
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix="fresh", upstreamRegistryUrl=proxy.url)
+        path = f"/v2/fresh/{name}/manifests/v1"
+        assert v2_get(server, path)[::2] == (200, blobs[first])
+        fetched = dict(proxy.methods)
+        assert v2_get(server, path)[::2] == (200, blobs[first])
+        assert proxy.methods == fetched  # not due: served with no upstream request
+        moved, moved_blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7702)
+        assert moved != first
+        time.sleep(2.5)
+        assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+        assert proxy.methods["HEAD"] == 1, proxy.methods
+        images = server.client(KEY_A).describe_images(repositoryName=f"fresh/{name}")["imageDetails"]
+        assert sorted((i["imageDigest"], i.get("imageTags", [])) for i in images) == sorted(
+            [(first, []), (moved, ["v1"])])
+        time.sleep(2.5)  # due again, unchanged: one more HEAD, no manifest GET
+        gets = proxy.manifest_gets() - proxy.methods["HEAD"]
+        assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+        assert proxy.methods["HEAD"] == 2 and proxy.manifest_gets() - proxy.methods["HEAD"] == gets
+        upstream.stop()
+        time.sleep(2.5)  # due, and the upstream is gone: the cached image is still served
+        assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+        assert "serving the cached image; checking the upstream failed" in server.log()
+    finally:
+        proxy.stop()
+        upstream.stop()
+        server.stop()
+
+
+def test_a_tag_is_not_rechecked_within_the_interval(server, upstream, containers, tmp_path):
+    """The default interval (24 h): a tag moved upstream stays as cached, no upstream request."""
+    name = repo_name("steady")
+    first, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7801)
+    proxy = Proxy(upstream.port)
+    try:
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix=f"steady{os.getpid() % 1000}",
+                                                            upstreamRegistryUrl=proxy.url)
+        path = f"/v2/steady{os.getpid() % 1000}/{name}/manifests/v1"
+        assert v2_get(server, path)[::2] == (200, blobs[first])
+        seen = dict(proxy.methods)
+        push_upstream(containers, upstream, tmp_path, name, "v1", seed=7802)
+        assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.methods == seen
+    finally:
+        proxy.stop()

@@ -52,6 +52,7 @@ _CONFIG_FIELDS = {
     "max_buffered": "max_buffered_bytes",
     "purge_interval": "purge_interval",
     "lifecycle_interval": "lifecycle_interval",
+    "pull_through_refresh": "pull_through_refresh",
     "threads": "threads",
     "download_url_ttl": "download_url_ttl",
     "scanner_timeout": "scanner_timeout",
@@ -212,6 +213,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--upstream-secrets", metavar="FILE",
                    help="pull-through cache secrets: a JSON object mapping each credentialArn to "
                         '{"username": ..., "accessToken": ...} (mode 0600)')
+    p.add_argument("--pull-through-refresh", type=seconds_arg(zero_ok=True), metavar="SECONDS",
+                   help="seconds a pull-through cache serves a tag before asking its upstream whether it "
+                        "moved (0: never)")
     p.add_argument("--part-size", type=parse_size, metavar="SIZE",
                    help="part size InitiateLayerUpload suggests "
                         f"(default: {human_bytes(ENGINE_DEFAULTS['part_size'])})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..limits import DEFAULT_SCANNER_TIMEOUT
+from ..limits import DEFAULT_PULL_THROUGH_REFRESH, DEFAULT_SCANNER_TIMEOUT
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
@@ -63,6 +63,8 @@ class ServerConfig:
     #: The pull-through cache's upstream secrets (JSON: secret ARN -> {"username",
     #: "accessToken"}, mode 0600); None: rules can name no credentialArn.
     upstream_secrets: str | None = None
+    #: Seconds a pull-through cache serves a tag before asking its upstream again (0: never).
+    pull_through_refresh: float = DEFAULT_PULL_THROUGH_REFRESH
     fail_upload_parts: int = 0
     #: The vulnerability scanner's command line, with ``{layout}`` where the image's exported
     #: OCI layout goes (``ecrstore.transfer.scanner``); None: no scanner (scans end FAILED).
@@ -85,8 +87,8 @@ class ServerConfig:
             raise ValueError("max_buffered_bytes must hold at least one body of max_body_bytes")
         if self.purge_interval < 0:
             raise ValueError("purge_interval must not be negative")
-        if self.lifecycle_interval < 0:
-            raise ValueError("lifecycle_interval must not be negative")
+        if self.lifecycle_interval < 0 or self.pull_through_refresh < 0:
+            raise ValueError("lifecycle_interval and pull_through_refresh must not be negative")
         if self.scanner_timeout <= 0:
             raise ValueError("scanner_timeout must be positive")
 

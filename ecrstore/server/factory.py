@@ -110,7 +110,8 @@ def compose(store: Any, config: ServerConfig, verifier: SigV4Verifier | None, *,
     api = EcrApp(store, config, verifier, executor, operations, tokens)
     downloads = LayerDownloads(store, executor)
     registry = OciApp(store, config, tokens, executor, api.budget)
-    registry.pull_through = attach(store, executor, config.upstream_secrets)
+    registry.pull_through = attach(store, executor, config.upstream_secrets,
+                                   refresh_interval=config.pull_through_refresh)
     startup: list[Any] = []
     shutdown: list[Any] = []
     if config.purge_interval > 0 and hasattr(store, "purge_uploads"):

@@ -433,6 +433,9 @@ class OciApp:
                                                                       ImageNotFoundException)):
                 raise
             found = await self.pull_through.pull(req.registry, name, ref, e)
+        else:
+            if self.pull_through is not None and ":" not in ref:  # a cached tag may have moved upstream
+                found = await self.pull_through.refreshed(req.registry, name, ref, found)
         accepted = header_values(req.scope, b"accept")
         if accepted and not _accepts(accepted, found.media_type):
             raise OciError(404, "MANIFEST_UNKNOWN",

@@ -8,7 +8,15 @@ of :data:`.upstream.CHUNK_BYTES` and completed with the upstream's digest: the s
 verifies the sha256, so a blob that does not match its digest is refused and nothing of the
 image is kept. The repository is created with ECR's default settings when absent; the
 manifest is put with its tag (or by digest), then served from the store. Later pulls are
-local: the cache does not re-check the upstream for a moved tag (delete the image to refresh).
+local.
+
+Tags are kept fresh as ECR keeps them: a pull of a cached TAG that was last compared with the
+upstream more than ``refresh_interval`` seconds ago (``serve --pull-through-refresh``, 24 h by
+default, 0: never) asks the upstream for the tag's digest (a HEAD, which registries that meter
+pulls do not count; a GET where the upstream names no digest). A moved tag is fetched and moved
+here, then served; an unchanged one is only recorded as checked. An upstream that fails the
+check leaves the cached image served (never an error while a copy exists) and is asked again
+after :data:`RETRY_AFTER_FAILURE`. A pull by digest never re-checks: content cannot move.
 
 Concurrency: concurrent first pulls of one image in a worker process share one fetch (a
 per-key in-flight task). Worker processes do not coordinate: two of them may fetch the same
@@ -32,12 +40,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 import orjson
 
+from ...digest import content_digest
 from ...errors import (
     EcrError,
     ImageAlreadyExistsException,
@@ -48,15 +58,18 @@ from ...errors import (
     RepositoryAlreadyExistsException,
     RepositoryNotFoundException,
 )
-from ...limits import MAX_MANIFEST_CHARS
+from ...limits import DEFAULT_PULL_THROUGH_REFRESH, MAX_MANIFEST_CHARS
 from ...manifest import IMAGE_MANIFESTS, INDEXES
 from ...models import PullThroughCacheRule, StoredManifest
 from .errors import OciError, from_engine
 from .upstream import Secret, Upstream, UpstreamError, load_secrets
 
-__all__ = ["PullThroughCache", "attach"]
+__all__ = ["RETRY_AFTER_FAILURE", "PullThroughCache", "attach"]
 
 log = logging.getLogger("ecrstore.server")
+
+#: After a failed check, how long until the upstream is asked again.
+RETRY_AFTER_FAILURE = 300.0
 
 #: UpstreamError kind -> the answer (every other kind: 502 UNKNOWN).
 _STATUS = {"not-found": (404, "MANIFEST_UNKNOWN"), "throttled": (429, "TOOMANYREQUESTS"), "timeout": (504, "UNKNOWN")}
@@ -67,11 +80,14 @@ class PullThroughCache:
     secret ARNs to upstream logins. Also the rules' :class:`~ecrstore.pull_through.Upstreams`
     (secret lookup and validation probe)."""
 
-    def __init__(self, store: Any, executor: Executor, secrets: dict[str, Secret]) -> None:
+    def __init__(self, store: Any, executor: Executor, secrets: dict[str, Secret], *,
+                 refresh_interval: float = DEFAULT_PULL_THROUGH_REFRESH) -> None:
         self.store = store
         self._executor = executor
         self._secrets = secrets
+        self._refresh = refresh_interval
         self._inflight: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        self._checks: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
         self._clients: dict[tuple[str, str | None], Upstream] = {}  # (url, secret ARN): tokens kept across pulls
         self._lock = threading.Lock()
 
@@ -109,6 +125,65 @@ class PullThroughCache:
             raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
         return found
 
+    async def refreshed(self, registry: str, name: str, tag: str, found: StoredManifest) -> StoredManifest:
+        """``found`` (the cached manifest of ``tag``), or the upstream's newer image of the tag
+        when a rule covers ``name`` and the tag is due for a check. Concurrent pulls of one tag
+        share one check. Raises OciError only when the store fails to read the moved tag."""
+        if self._refresh <= 0:
+            return found
+        loop = asyncio.get_running_loop()
+        key = (registry, name, tag)
+        task = self._checks.get(key)
+        if task is None:
+            task = asyncio.ensure_future(loop.run_in_executor(self._executor, self._check, registry, name, tag,
+                                                              found.digest))
+            self._checks[key] = task
+            task.add_done_callback(lambda _t: self._checks.pop(key, None))
+        if not await asyncio.shield(task):
+            return found
+        try:
+            moved: StoredManifest = await loop.run_in_executor(
+                self._executor, lambda: self.store.get_manifest(name, tag, registry_id=registry))
+        except EcrError as e:
+            raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
+        return moved
+
+    def _check(self, registry: str, name: str, tag: str, digest: str) -> bool:
+        """Compare a due tag with its upstream and fetch it when it moved; whether it moved.
+        Never raises for the upstream's failures (logged; the cached image stays)."""
+        rules = self.store.pull_through
+        now = time.time()
+        try:
+            matched = rules.match(name, registry_id=registry)
+            last = rules.last_check(name, tag, registry_id=registry) if matched is not None else None
+        except EcrError:
+            return False
+        if matched is None or (last is not None and now - last < self._refresh):
+            return False
+        rule, upstream_name = matched
+        try:
+            upstream = self._upstream(rule)
+            current = upstream.manifest_digest(upstream_name, tag)
+            if current is None:
+                current = str(content_digest(upstream.manifest(upstream_name, tag, max_bytes=MAX_MANIFEST_CHARS)[0]))
+            moved = current != digest
+            if moved:
+                self._image(upstream, registry, name, upstream_name, tag, tag)
+                log.info("pull through %s/%s:%s: the tag moved upstream to %s", registry, name, tag, current)
+        except (UpstreamError, EcrError) as e:
+            log.warning("pull through %s/%s:%s: serving the cached image; checking the upstream failed: %s",
+                        registry, name, tag, e)
+            self._record(registry, name, tag, now - self._refresh + min(self._refresh, RETRY_AFTER_FAILURE))
+            return False
+        self._record(registry, name, tag, now)
+        return moved
+
+    def _record(self, registry: str, name: str, tag: str, at: float) -> None:
+        try:
+            self.store.pull_through.record_check(name, tag, at, registry_id=registry)
+        except EcrError as e:  # advisory: a lost record only means an earlier check
+            log.warning("pull through %s/%s:%s: recording the check failed: %s", registry, name, tag, e)
+
     def _fetch(self, registry: str, name: str, reference: str) -> bool:
         """Fetch and store the image (False: no rule covers the repository). Runs on a pool thread."""
         try:
@@ -134,6 +209,8 @@ class PullThroughCache:
                            f"{e.message}") from None
         except EcrError as e:
             raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
+        if tagged is not None:
+            self._record(registry, name, tagged, time.time())
         return True
 
     def _upstream(self, rule: PullThroughCacheRule) -> Upstream:
@@ -243,12 +320,14 @@ def _abort(abort: Callable[..., Any], upload_id: str, registry: str) -> None:
         pass
 
 
-def attach(store: Any, executor: Executor, secrets_file: str | None) -> PullThroughCache | None:
+def attach(store: Any, executor: Executor, secrets_file: str | None, *,
+           refresh_interval: float = DEFAULT_PULL_THROUGH_REFRESH) -> PullThroughCache | None:
     """The worker's pull-through cache over ``store`` (None for a store without rules),
     connected to the store's rules. Raises SecretsFileError."""
     rules = getattr(store, "pull_through", None)
     if rules is None:
         return None
-    cache = PullThroughCache(store, executor, load_secrets(secrets_file) if secrets_file else {})
+    cache = PullThroughCache(store, executor, load_secrets(secrets_file) if secrets_file else {},
+                             refresh_interval=refresh_interval)
     rules.connect(cache)
     return cache

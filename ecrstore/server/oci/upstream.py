@@ -41,6 +41,7 @@ CHUNK_BYTES = 1 << 20
 #: What a manifest request accepts: every manifest type the store keeps.
 MANIFEST_ACCEPT = ", ".join((*INDEXES, *IMAGE_MANIFESTS))
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class SecretsFileError(Exception):
@@ -137,6 +138,17 @@ class Upstream:
         content_type = response.headers.get("Content-Type")
         return body, content_type.split(";")[0].strip() if content_type else None
 
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest the upstream names for a manifest (a HEAD's ``Docker-Content-Digest``),
+        None when it names none. Costs no manifest transfer (registries that meter pulls do
+        not count a HEAD). Raises UpstreamError."""
+        response = self._request(f"/v2/{repository}/manifests/{reference}", _pull_scope(repository),
+                                 {"Accept": MANIFEST_ACCEPT}, method="HEAD")
+        response.drain_conn()
+        response.release_conn()
+        digest = response.headers.get("Docker-Content-Digest", "").strip()
+        return digest if _DIGEST_RE.fullmatch(digest) else None
+
     def blob(self, repository: str, digest: str) -> Iterator[bytes]:
         """The blob's bytes in chunks of at most CHUNK_BYTES (never whole in memory); the
         caller verifies the digest. Raises UpstreamError, also while iterating."""
@@ -155,16 +167,16 @@ class Upstream:
 
     # --- requests and authentication -----------------------------------------------------
 
-    def _request(self, path: str, scope: str, headers: Mapping[str, str]) -> Any:
-        """The response (body unread) of a GET that answered 200, through the auth flow."""
+    def _request(self, path: str, scope: str, headers: Mapping[str, str], method: str = "GET") -> Any:
+        """The response (body unread) of a GET (or HEAD) that answered 200, through the auth flow."""
         auth = self._cached_token(scope)
-        response = self._get(path, headers, auth)
+        response = self._get(path, headers, auth, method)
         if response.status == 401:
             challenge = response.headers.get("WWW-Authenticate", "")
             response.drain_conn()
             response.release_conn()
             auth = self._answer(challenge, scope)
-            response = self._get(path, headers, auth)
+            response = self._get(path, headers, auth, method)
         if response.status == 200:
             return response
         status = response.status
@@ -172,12 +184,12 @@ class Upstream:
         response.release_conn()
         raise _status_error(self.base, path, status)
 
-    def _get(self, path: str, headers: Mapping[str, str], auth: str | None) -> Any:
+    def _get(self, path: str, headers: Mapping[str, str], auth: str | None, method: str = "GET") -> Any:
         sent = dict(headers)
         if auth:
             sent["Authorization"] = auth
         try:
-            return self._pool.request("GET", self.base + path, headers=sent, preload_content=False)
+            return self._pool.request(method, self.base + path, headers=sent, preload_content=False)
         except urllib3.exceptions.HTTPError as e:
             raise _unreachable(f"{self.base} cannot be reached", e) from e
 
