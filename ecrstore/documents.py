@@ -20,9 +20,9 @@ from typing import Any
 from .index.base import ReadTxn, WriteTxn
 
 __all__ = [
-    "IMAGE_SCAN", "IMAGE_SCAN_FINDINGS", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW", "PULL_THROUGH_CHECK",
-    "PULL_THROUGH_RULE", "REGISTRY_POLICY", "REGISTRY_SCANNING", "REPLICATION_CONFIG", "REPLICATION_STATUS",
-    "REPOSITORY_KINDS", "REPOSITORY_POLICY",
+    "CREATION_TEMPLATE", "IMAGE_SCAN", "IMAGE_SCAN_FINDINGS", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW",
+    "PULL_THROUGH_CHECK", "PULL_THROUGH_RULE", "REGISTRY_POLICY", "REGISTRY_SCANNING", "REPLICATION_CONFIG",
+    "REPLICATION_STATUS", "REPOSITORY_KINDS", "REPOSITORY_POLICY",
     "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key", "tag_key",
 ]
 
@@ -45,6 +45,7 @@ REGISTRY_POLICY = "registry-policy"
 REGISTRY_SCANNING = "registry-scanning"
 REPLICATION_CONFIG = "replication-config"
 PULL_THROUGH_RULE = "pull-through-rule"
+CREATION_TEMPLATE = "creation-template"
 
 
 def repo_key(repo_id: int) -> str:

@@ -312,6 +312,18 @@ class UnsupportedImageTypeException(EcrError):
     code = "UnsupportedImageTypeException"
 
 
+class TemplateAlreadyExistsException(EcrError):
+    """A repository creation template with that prefix exists."""
+
+    code = "TemplateAlreadyExistsException"
+
+
+class TemplateNotFoundException(EcrError):
+    """No repository creation template has that prefix."""
+
+    code = "TemplateNotFoundException"
+
+
 #: code string -> class, built from the classes themselves.
 BY_CODE: dict[str, type[EcrError]] = {cls.code: cls for cls in EcrError.__subclasses__()}
 

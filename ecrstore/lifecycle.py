@@ -83,15 +83,20 @@ class Lifecycle:
         failure" for the text), RepositoryNotFound."""
         parse_policy(lifecycle_policy_text)
         repo = self._repos.lookup(registry_id, repository_name)
-        doc = {"text": lifecycle_policy_text, "registryId": repo.registry_id, "repositoryName": repo.name,
-               "lastEvaluatedAt": None}
 
         def commit(t: WriteTxn) -> None:
             _same_repo(t, repo)
-            documents.put(t, documents.LIFECYCLE_POLICY, documents.repo_key(repo.id), doc)
+            self.put_in(t, repo, lifecycle_policy_text)
 
         self._index.write(commit)
         return LifecyclePolicy(repo.registry_id, repo.name, lifecycle_policy_text)
+
+    @staticmethod
+    def put_in(t: WriteTxn, repo: RepoRecord, lifecycle_policy_text: str) -> None:
+        """Set a validated policy inside a write transaction (a repository created with it)."""
+        documents.put(t, documents.LIFECYCLE_POLICY, documents.repo_key(repo.id), {
+            "text": lifecycle_policy_text, "registryId": repo.registry_id, "repositoryName": repo.name,
+            "lastEvaluatedAt": None})
 
     def get_lifecycle_policy(self, repository_name: str, *, registry_id: str | None = None) -> LifecyclePolicy:
         """GetLifecyclePolicy. Errors: InvalidParameter, RepositoryNotFound,

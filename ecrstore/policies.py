@@ -77,10 +77,15 @@ class Policies:
                     "you from setting a policy in the future (it denies the registry's own account "
                     "ecr:SetRepositoryPolicy); set force to apply it anyway'"
                 )
-            documents.put(t, documents.REPOSITORY_POLICY, documents.repo_key(rec.id), {_TEXT: policy_text})
+            self.put_in(t, rec, policy_text)
             return RepositoryPolicy(registry, name, policy_text)
 
         return self._index.write(commit)
+
+    @staticmethod
+    def put_in(t: WriteTxn, rec: RepoRecord, policy_text: str) -> None:
+        """Set a validated policy inside a write transaction (a repository created with it)."""
+        documents.put(t, documents.REPOSITORY_POLICY, documents.repo_key(rec.id), {_TEXT: policy_text})
 
     def get_repository_policy(self, repository_name: str, *, registry_id: str | None = None) -> RepositoryPolicy:
         """GetRepositoryPolicy: the policy text exactly as set. Errors: InvalidParameter,

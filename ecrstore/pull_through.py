@@ -44,7 +44,8 @@ from .models import (
 )
 from .tokens import decode_name_token, encode_name_token
 
-__all__ = ["MAX_RULES_PER_REGISTRY", "ROOT", "UPSTREAM_REGISTRIES", "PullThrough", "Upstreams", "upstream_name"]
+__all__ = ["MAX_RULES_PER_REGISTRY", "PREFIX_PATTERN", "ROOT", "UPSTREAM_REGISTRIES", "PullThrough", "Upstreams",
+           "checked_prefix", "covering_prefixes", "upstream_name"]
 
 #: ECR's quota of pull-through cache rules per registry.
 MAX_RULES_PER_REGISTRY = 50
@@ -124,11 +125,11 @@ class PullThrough:
         has), LimitExceeded (the registry holds MAX_RULES_PER_REGISTRY rules),
         PullThroughCacheRuleAlreadyExists (a rule of that prefix)."""
         registry = v.registry_id(registry_id, self._registry_id)
-        prefix = _prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
+        prefix = checked_prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
         url = _upstream_url(upstream_registry_url)
         label = (v.enum(upstream_registry, "upstreamRegistry", UPSTREAM_REGISTRIES)
                  if upstream_registry is not None else None)
-        upstream_prefix = (_prefix(upstream_repository_prefix, "upstreamRepositoryPrefix")
+        upstream_prefix = (checked_prefix(upstream_repository_prefix, "upstreamRepositoryPrefix")
                            if upstream_repository_prefix is not None else ROOT)
         if prefix == ROOT and upstream_prefix != ROOT:
             raise InvalidParameterException(
@@ -167,7 +168,7 @@ class PullThrough:
         page = v.max_results(max_results)
         if ecr_repository_prefixes is not None:
             raw = v.str_list(ecr_repository_prefixes, "ecrRepositoryPrefixes", max_items=100)
-            wanted = [_prefix(p, "ecrRepositoryPrefixes") for p in raw]
+            wanted = [checked_prefix(p, "ecrRepositoryPrefixes") for p in raw]
             if page is not None or next_token is not None:
                 raise InvalidParameterException("maxResults and nextToken cannot be used with ecrRepositoryPrefixes")
             with self._index.read() as t:
@@ -199,7 +200,7 @@ class PullThrough:
         sent stays as it was). Errors: InvalidParameter, SecretNotFound,
         PullThroughCacheRuleNotFound."""
         registry = v.registry_id(registry_id, self._registry_id)
-        prefix = _prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
+        prefix = checked_prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
         role = v.string(custom_role_arn, "customRoleArn", max_len=2048) if custom_role_arn is not None else None
         arn = self._credential(credential_arn) if credential_arn is not None else None
         now = self._clock()
@@ -225,7 +226,7 @@ class PullThrough:
         """DeletePullThroughCacheRule: the rule as it was. The repositories it created stay
         (as in ECR). Errors: InvalidParameter, PullThroughCacheRuleNotFound."""
         registry = v.registry_id(registry_id, self._registry_id)
-        prefix = _prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
+        prefix = checked_prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
 
         def commit(t: WriteTxn) -> dict[str, Any]:
             key = documents.registry_key(registry, prefix)
@@ -261,7 +262,7 @@ class PullThrough:
     def get_rule(self, ecr_repository_prefix: str, *, registry_id: str | None = None) -> PullThroughCacheRule:
         """The rule of that prefix. Errors: InvalidParameter, PullThroughCacheRuleNotFound."""
         registry = v.registry_id(registry_id, self._registry_id)
-        prefix = _prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
+        prefix = checked_prefix(ecr_repository_prefix, "ecrRepositoryPrefix")
         with self._index.read() as t:
             doc = documents.get(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, prefix))
         if doc is None:
@@ -275,10 +276,8 @@ class PullThrough:
         upstream prefix or with ``ROOT``). Errors: InvalidParameter (registry id or name)."""
         registry = v.registry_id(registry_id, self._registry_id)
         name = v.repository_name(repository_name)
-        parts = name.split("/")
-        candidates = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
         with self._index.read() as t:
-            for prefix in [*candidates, ROOT]:
+            for prefix in covering_prefixes(name):
                 doc = documents.get(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, prefix))
                 if doc is not None:
                     rest = name if prefix == ROOT else name[len(prefix) + 1:]
@@ -322,6 +321,13 @@ class PullThrough:
         return arn
 
 
+def covering_prefixes(name: str) -> list[str]:
+    """The prefixes that cover a repository name, longest first, then ``ROOT``: ``a/b/c`` is
+    covered by ``a/b``, ``a`` and ``ROOT`` (cache rules and creation templates match so)."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)] + [ROOT]
+
+
 def upstream_name(upstream_prefix: str | None, rest: str) -> str:
     """``rest`` under the upstream repository prefix (none, or ``ROOT``: ``rest`` itself)."""
     if upstream_prefix is None or upstream_prefix == ROOT:
@@ -329,10 +335,11 @@ def upstream_name(upstream_prefix: str | None, rest: str) -> str:
     return f"{upstream_prefix}/{rest}"
 
 
-def _prefix(value: Any, member: str) -> str:
+def checked_prefix(value: Any, member: str, *, min_len: int = 2, max_len: int = 30) -> str:
     """A repository prefix as stored: the model's pattern, without the trailing ``/`` ECR
-    assumes anyway (``team/`` and ``team`` are one prefix)."""
-    text = v.string(value, member, min_len=2, max_len=30)
+    assumes anyway (``team/`` and ``team`` are one prefix); the lengths are the rules' unless
+    given."""
+    text = v.string(value, member, min_len=min_len, max_len=max_len)
     if not _PREFIX_RE.fullmatch(text):
         raise invalid_parameter(member, f"Member must satisfy regular expression pattern: {PREFIX_PATTERN}")
     return text.rstrip("/")

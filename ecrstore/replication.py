@@ -10,7 +10,9 @@ rule's destinations:
 - another registry must permit the source account ``ecr:ReplicateImage`` in its registry
   policy (``REPLICATION_NOT_PERMITTED``), and ``ecr:CreateRepository`` when the repository
   has to be created (``REPOSITORY_CREATION_NOT_PERMITTED``);
-- the destination repository, when absent, is created with the source repository's name and
+- the destination repository, when absent, is created with the source repository's name, by
+  the destination registry's creation template for ``REPLICATION`` when one covers the name
+  (its settings, tags and policies: :mod:`.creation_templates`), else with the source's
   settings (tag mutability and its exclusions, scan on push, encryption);
 - the image's config and layers become layers of the destination repository without a byte
   moving (the store holds each blob once: :meth:`.Layers.link_replica`), then the same
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 
 from . import documents
 from . import validate as v
+from .creation_templates import CreationTemplates, RepositorySettings
 from .digest import Digest, try_parse_digest
 from .errors import (
     EcrError,
@@ -134,7 +137,9 @@ class Replication:
     """The replication area of a store (``store.replication``). Thread-safe: every read is
     one index snapshot and every write one transaction; several processes may share the store."""
 
-    def __init__(self, index: Index, repos: Repositories, images: Images, layers: Layers, policies: Permits) -> None:
+    def __init__(self, index: Index, repos: Repositories, images: Images, layers: Layers, policies: Permits,
+                 templates: CreationTemplates) -> None:
+        self._templates = templates
         self._index = index
         self._repos = repos
         self._images = images
@@ -394,12 +399,12 @@ class Replication:
         if cross and not self._policies.registry_permits(registry, src.registry_id, "ecr:CreateRepository"):
             raise _Failed("REPOSITORY_CREATION_NOT_PERMITTED")
         try:
-            self._repos.create(
-                registry, src.name, src.image_tag_mutability,
+            self._templates.create_for("REPLICATION", registry, src.name, RepositorySettings(
+                src.image_tag_mutability,
                 [ExclusionFilter(f["filter"], f["filterType"]) for f in src.image_tag_mutability_exclusion_filters]
                 or None,
                 ImageScanningConfiguration(src.scan_on_push),
-                EncryptionConfiguration(src.encryption_type, src.kms_key), None)
+                EncryptionConfiguration(src.encryption_type, src.kms_key)))
         except RepositoryAlreadyExistsException:
             pass  # created meanwhile (another push replicating): use it
         return self._repos.lookup(registry, src.name)

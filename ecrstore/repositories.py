@@ -64,7 +64,10 @@ class Repositories:
                image_tag_mutability_exclusion_filters: Sequence[ExclusionFilter] | None,
                image_scanning_configuration: ImageScanningConfiguration | None,
                encryption_configuration: EncryptionConfiguration | None,
-               tags: Sequence[Tag] | None) -> Repository:
+               tags: Sequence[Tag] | None, *,
+               then: Callable[[WriteTxn, RepoRecord], None] | None = None) -> Repository:
+        """CreateRepository; ``then(txn, record)`` writes what must be created with it (a
+        creation template's policies) in the same transaction."""
         registry = v.registry_id(registry_id, self.registry_id)
         name = v.repository_name(repository_name)
         mutability = v.enum(image_tag_mutability, "imageTagMutability", v.TAG_MUTABILITY)
@@ -90,6 +93,8 @@ class Repositories:
                 kms_key=enc.kms_key, tags=tag_list,
             )
             t.put_repo(rec)
+            if then is not None:
+                then(t, rec)
             return rec
 
         return self.result(self._index.write(commit))

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from . import validate as v
 from .blobs.base import BlobReader
 from .blobs.local import Layout, LocalBlobStore
+from .creation_templates import CreationTemplates
 from .digest import parse_digest
 from .errors import (
     EcrError,
@@ -118,7 +119,8 @@ class Store:
     ``policies`` (repository and registry policies, and the decisions front ends enforce),
     ``lifecycle`` (lifecycle policies, previews, expiry runs), ``replication`` (registry
     replication, carried out on push), ``pull_through`` (pull-through cache rules) and
-    ``scanning`` (image scans and scanning configurations).
+    ``scanning`` (image scans and scanning configurations) and ``templates`` (repository
+    creation templates, applied to the repositories replication, the cache and pushes create).
     """
 
     def __init__(
@@ -188,7 +190,9 @@ class Store:
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
         self.policies = Policies(self._index, self._repos)
         self.lifecycle = Lifecycle(self._index, self._repos, self._images)
-        self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies)
+        self.templates = CreationTemplates(self._index, self._repos, self.policies, self.lifecycle)
+        self.replication = Replication(self._index, self._repos, self._images, self._layers, self.policies,
+                                       self.templates)
         self._images.commit_hooks.append(self.replication.mark_pending)
         self.pull_through = PullThrough(self._index, registry_id=self.registry_id)
         self.scanning = Scanning(self._index, self._repos, self._images, registry_id=self.registry_id)

@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
                      "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication", "ecrstore.pull_through",
-                     "ecrstore.scanning", "ecrstore.scanning_rules"], POLICY),
+                     "ecrstore.scanning", "ecrstore.scanning_rules", "ecrstore.creation_templates"], POLICY),
     **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked

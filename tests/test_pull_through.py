@@ -554,3 +554,19 @@ def test_a_tag_is_not_rechecked_within_the_interval(server, upstream, containers
         assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.methods == seen
     finally:
         proxy.stop()
+
+
+def test_a_cached_repository_takes_the_pull_through_cache_template(server, upstream, containers, tmp_path):
+    name = repo_name("tmpl")
+    digest, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7901)
+    prefix = f"tmpl{os.getpid() % 1000}"
+    ecr = server.client(KEY_A)
+    ecr.create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=upstream.endpoint)
+    ecr.create_repository_creation_template(prefix=prefix, appliedFor=["PULL_THROUGH_CACHE"],
+                                            imageTagMutability="IMMUTABLE",
+                                            resourceTags=[{"Key": "cache", "Value": "upstream"}])
+    assert v2_get(server, f"/v2/{prefix}/{name}/manifests/v1")[::2] == (200, blobs[digest])
+    repo = ecr.describe_repositories(repositoryNames=[f"{prefix}/{name}"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"] == [
+        {"Key": "cache", "Value": "upstream"}]

@@ -238,6 +238,8 @@ class Operation:
 
 
 _TAG = Structure({"Key": Member(String(), required=True), "Value": Member(String(), required=True)}, into=m.Tag)
+_EXCLUSION_FILTER = Structure({"filterType": Member(String(), required=True),
+                               "filter": Member(String(), required=True)}, into=m.ExclusionFilter)
 _IMAGE_ID = Structure({"imageDigest": Member(String()), "imageTag": Member(String())}, into=m.ImageIdentifier)
 _ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())},
                         into=m.EncryptionConfiguration)
@@ -250,9 +252,7 @@ _OPERATIONS = [
         "encryptionConfiguration": Member(_ENCRYPTION),
         "imageScanningConfiguration": Member(Structure({"scanOnPush": Member(Boolean())},
                                                        into=m.ImageScanningConfiguration)),
-        "imageTagMutabilityExclusionFilters": Member(ListOf(Structure({
-            "filterType": Member(String(), required=True), "filter": Member(String(), required=True),
-        }, into=m.ExclusionFilter))),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
     }, result_member="repository"),
     Operation("DescribeRepositories", "describe_repositories", {
         "repositoryNames": Member(ListOf(String())),
@@ -334,9 +334,7 @@ _OPERATIONS = [
     Operation("PutImageTagMutability", "put_image_tag_mutability", {
         "repositoryName": Member(String(), required=True),
         "imageTagMutability": Member(String(), required=True),
-        "imageTagMutabilityExclusionFilters": Member(ListOf(Structure({
-            "filterType": Member(String(), required=True), "filter": Member(String(), required=True),
-        }, into=m.ExclusionFilter))),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
     }, target="settings"),
     Operation("PutImageScanningConfiguration", "put_image_scanning_configuration", {
         "repositoryName": Member(String(), required=True),
@@ -462,6 +460,39 @@ _OPERATIONS = [
     Operation("BatchGetRepositoryScanningConfiguration", "batch_get_repository_scanning_configuration", {
         "repositoryNames": Member(ListOf(String()), required=True),
     }, target="scanning"),
+    # --- repository creation templates (store.templates) ---
+    Operation("CreateRepositoryCreationTemplate", "create_repository_creation_template", {
+        "prefix": Member(String(), required=True),
+        "description": Member(String()),
+        "encryptionConfiguration": Member(_ENCRYPTION),
+        "resourceTags": Member(ListOf(_TAG)),
+        "imageTagMutability": Member(String()),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
+        "repositoryPolicy": Member(String()),
+        "lifecyclePolicy": Member(String()),
+        "appliedFor": Member(ListOf(String()), required=True),
+        "customRoleArn": Member(String()),
+    }, target="templates"),
+    Operation("DescribeRepositoryCreationTemplates", "describe_repository_creation_templates", {
+        "prefixes": Member(ListOf(String())),
+        "nextToken": Member(String()),
+        "maxResults": Member(Integer()),
+    }, target="templates"),
+    Operation("UpdateRepositoryCreationTemplate", "update_repository_creation_template", {
+        "prefix": Member(String(), required=True),
+        "description": Member(String()),
+        "encryptionConfiguration": Member(_ENCRYPTION),
+        "resourceTags": Member(ListOf(_TAG)),
+        "imageTagMutability": Member(String()),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
+        "repositoryPolicy": Member(String()),
+        "lifecyclePolicy": Member(String()),
+        "appliedFor": Member(ListOf(String()), required=False),
+        "customRoleArn": Member(String()),
+    }, target="templates"),
+    Operation("DeleteRepositoryCreationTemplate", "delete_repository_creation_template", {
+        "prefix": Member(String(), required=True),
+    }, target="templates"),
 ]
 
 #: Operation name -> Operation.

@@ -214,17 +214,20 @@ class OciApp:
 
     async def _pushing(self, req: _Request, fn: Callable[..., T], *args: Any, context: str, invalid_code: str,
                        **kwargs: Any) -> T:
-        """A store call that starts a push: with ``create_on_push``, a missing repository is
-        created first (as ECR's creation templates do) and the call made again."""
+        """A store call that starts a push: a missing repository is created first (with
+        ``create_on_push``, or as ECR does when a CREATE_ON_PUSH creation template covers it,
+        whose settings it gets) and the call made again."""
         try:
             return await self._run(fn, *args, registry_id=req.registry, **kwargs)
         except RepositoryNotFoundException as e:
-            if not self.config.create_on_push:
+            templated = await self._run(self.store.templates.applies, req.registry, req.endpoint.name,
+                                        "CREATE_ON_PUSH")
+            if not (self.config.create_on_push or templated):
                 raise from_engine(e, context, invalid_code) from None
         except EcrError as e:
             raise from_engine(e, context, invalid_code) from None
         try:
-            await self._run(self.store.create_repository, req.endpoint.name, registry_id=req.registry)
+            await self._run(self.store.templates.create_for, "CREATE_ON_PUSH", req.registry, req.endpoint.name)
         except RepositoryAlreadyExistsException:
             pass  # created meanwhile by a concurrent push
         except EcrError as e:

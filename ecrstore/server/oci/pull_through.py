@@ -6,7 +6,8 @@ manifests/<reference>`` (:mod:`.upstream`), for an index or manifest list also e
 manifest, then every blob not in the repository yet, each streamed into an upload in chunks
 of :data:`.upstream.CHUNK_BYTES` and completed with the upstream's digest: the store
 verifies the sha256, so a blob that does not match its digest is refused and nothing of the
-image is kept. The repository is created with ECR's default settings when absent; the
+image is kept. The repository is created when absent, with the settings of the registry's
+``PULL_THROUGH_CACHE`` creation template covering it (else ECR's defaults); the
 manifest is put with its tag (or by digest), then served from the store. Later pulls are
 local.
 
@@ -232,8 +233,8 @@ class PullThroughCache:
             return
         except RepositoryNotFoundException:
             pass
-        try:
-            self.store.create_repository(name, registry_id=registry)
+        try:  # with the settings of a PULL_THROUGH_CACHE creation template, when one covers it
+            self.store.templates.create_for("PULL_THROUGH_CACHE", registry, name)
             log.info("created repository %s/%s for the pull through cache", registry, name)
         except RepositoryAlreadyExistsException:
             pass  # a concurrent pull created it
