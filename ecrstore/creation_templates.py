@@ -26,9 +26,11 @@ from . import documents
 from . import validate as v
 from .errors import (
     InvalidParameterException,
+    InvalidTagParameterException,
     LimitExceededException,
     TemplateAlreadyExistsException,
     TemplateNotFoundException,
+    TooManyTagsException,
     invalid_parameter,
 )
 from .index.base import Index, WriteTxn
@@ -42,7 +44,6 @@ from .policy import MAX_POLICY_CHARS
 from .policy import parse as parse_repository_policy
 from .pull_through import ROOT, checked_prefix, covering_prefixes
 from .repositories import Repositories
-from .tokens import decode_name_token, encode_name_token
 
 __all__ = ["APPLIED_FOR", "MAX_TEMPLATES_PER_REGISTRY", "CreationTemplates",
            "DescribeRepositoryCreationTemplatesResult", "RepositoryCreationTemplate",
@@ -126,13 +127,7 @@ class CreationTemplates:
         registry = v.registry_id(registry_id, self._repos.registry_id)
         key = _prefix(prefix)
         now = time.time()
-        doc = {"prefix": key, "createdAt": now, "updatedAt": now, **_settings({
-            "appliedFor": applied_for, "description": description, "encryptionConfiguration": encryption_configuration,
-            "resourceTags": resource_tags, "imageTagMutability": image_tag_mutability,
-            "imageTagMutabilityExclusionFilters": image_tag_mutability_exclusion_filters,
-            "repositoryPolicy": repository_policy, "lifecyclePolicy": lifecycle_policy,
-            "customRoleArn": custom_role_arn,
-        }, required=True)}
+        doc = {"prefix": key, "createdAt": now, "updatedAt": now, **_settings(_members(locals()), required=True)}
 
         def commit(t: WriteTxn) -> None:
             docs_key = documents.registry_key(registry, key)
@@ -153,35 +148,21 @@ class CreationTemplates:
         self, *, registry_id: str | None = None, prefixes: Sequence[str] | None = None,
         next_token: str | None = None, max_results: int | None = None,
     ) -> DescribeRepositoryCreationTemplatesResult:
-        """DescribeRepositoryCreationTemplates: the named templates in the order asked (one
-        missing: TemplateNotFound), or a page of all of them in prefix order. Errors:
-        InvalidParameter (also maxResults/nextToken with prefixes), TemplateNotFound. One
-        snapshot."""
+        """DescribeRepositoryCreationTemplates: the named templates in the order asked (a prefix
+        without one is left out), or a page of all of them in prefix order. Errors:
+        InvalidParameter (also maxResults/nextToken with prefixes). One snapshot."""
         registry = v.registry_id(registry_id, self._repos.registry_id)
         page = v.max_results(max_results, upper=1000)
         if prefixes is not None:
             wanted = [_prefix(p, "prefixes") for p in v.str_list(prefixes, "prefixes", max_items=100)]
             if page is not None or next_token is not None:
                 raise InvalidParameterException("maxResults and nextToken cannot be used with prefixes")
-            with self._index.read() as t:
-                found = [documents.get(t, documents.CREATION_TEMPLATE, documents.registry_key(registry, p))
-                         for p in wanted]
-            for p, doc in zip(wanted, found, strict=True):
-                if doc is None:
-                    raise _not_found(registry, p)
+            with self._index.read() as t:  # a prefix without a template is left out (no error in ECR's model)
+                found = [d for d in (documents.get(t, documents.CREATION_TEMPLATE, documents.registry_key(registry, p))
+                                     for p in dict.fromkeys(wanted)) if d is not None]
             return DescribeRepositoryCreationTemplatesResult(registry, tuple(_template(d) for d in found))
-        after = decode_name_token(next_token, registry) if next_token is not None else None
-        limit = page or DEFAULT_PAGE
-        docs: list[dict[str, Any]] = []
         with self._index.read() as t:
-            for doc in _template_docs(t, registry):
-                if after is None or doc["prefix"] > after:
-                    docs.append(doc)
-                    if len(docs) > limit:
-                        break
-        more = len(docs) > limit
-        docs = docs[:limit]
-        token = encode_name_token(registry, docs[-1]["prefix"]) if more else None
+            docs, token = documents.page(t, documents.CREATION_TEMPLATE, registry, next_token, page or DEFAULT_PAGE)
         return DescribeRepositoryCreationTemplatesResult(registry, tuple(_template(d) for d in docs), token)
 
     def update_repository_creation_template(
@@ -196,13 +177,7 @@ class CreationTemplates:
         InvalidParameter, TemplateNotFound."""
         registry = v.registry_id(registry_id, self._repos.registry_id)
         key = _prefix(prefix)
-        given = _settings({
-            "appliedFor": applied_for, "description": description, "encryptionConfiguration": encryption_configuration,
-            "resourceTags": resource_tags, "imageTagMutability": image_tag_mutability,
-            "imageTagMutabilityExclusionFilters": image_tag_mutability_exclusion_filters,
-            "repositoryPolicy": repository_policy, "lifecyclePolicy": lifecycle_policy,
-            "customRoleArn": custom_role_arn,
-        }, required=False)
+        given = _settings(_members(locals()), required=False)
         now = time.time()
 
         def commit(t: WriteTxn) -> dict[str, Any]:
@@ -290,6 +265,20 @@ def _prefix(value: Any, member: str = "prefix") -> str:
     return text if text == ROOT else text.rstrip("/")
 
 
+#: The template members (wire name -> the operations' keyword argument).
+_MEMBERS = {
+    "appliedFor": "applied_for", "description": "description", "encryptionConfiguration": "encryption_configuration",
+    "resourceTags": "resource_tags", "imageTagMutability": "image_tag_mutability",
+    "imageTagMutabilityExclusionFilters": "image_tag_mutability_exclusion_filters",
+    "repositoryPolicy": "repository_policy", "lifecyclePolicy": "lifecycle_policy", "customRoleArn": "custom_role_arn",
+}
+
+
+def _members(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The template members among an operation's arguments, by wire name."""
+    return {member: arguments[kwarg] for member, kwarg in _MEMBERS.items()}
+
+
 def _settings(given: dict[str, Any], *, required: bool) -> dict[str, Any]:
     """The members given, validated and as stored (absent ones left out)."""
     out: dict[str, Any] = {}
@@ -297,7 +286,7 @@ def _settings(given: dict[str, Any], *, required: bool) -> dict[str, Any]:
         "appliedFor": _applied_for,
         "description": lambda x: v.string(x, "description", max_len=_MAX_DESCRIPTION),
         "encryptionConfiguration": lambda x: _encryption(v.encryption(x)),
-        "resourceTags": lambda x: v.tags(x),
+        "resourceTags": _resource_tags,
         "imageTagMutability": lambda x: v.enum(x, "imageTagMutability", v.TAG_MUTABILITY),
         "imageTagMutabilityExclusionFilters": lambda x: x,  # checked with the mutability below
         "repositoryPolicy": _repository_policy,
@@ -313,6 +302,15 @@ def _settings(given: dict[str, Any], *, required: bool) -> dict[str, Any]:
         out["imageTagMutabilityExclusionFilters"] = v.exclusion_filters(
             out.get("imageTagMutabilityExclusionFilters"), out.get("imageTagMutability", "MUTABLE"))
     return out
+
+
+def _resource_tags(tags: Any) -> list[dict[str, str]]:
+    """Tags as CreateRepository checks them; refused as InvalidParameter, the one client error
+    the template operations have."""
+    try:
+        return v.tags(tags)
+    except (InvalidTagParameterException, TooManyTagsException) as e:
+        raise invalid_parameter("resourceTags", e.message) from None
 
 
 def _check_mutability(doc: dict[str, Any]) -> None:

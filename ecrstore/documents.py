@@ -14,16 +14,18 @@ image digest's hex; registry documents are keyed by the registry id (:func:`regi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .index.base import ReadTxn, WriteTxn
+from .tokens import decode_name_token, encode_name_token
 
 __all__ = [
     "CREATION_TEMPLATE", "IMAGE_SCAN", "IMAGE_SCAN_FINDINGS", "LIFECYCLE_POLICY", "LIFECYCLE_PREVIEW",
     "PULL_THROUGH_CHECK", "PULL_THROUGH_RULE", "REGISTRY_POLICY", "REGISTRY_SCANNING", "REPLICATION_CONFIG",
     "REPLICATION_STATUS", "REPOSITORY_KINDS", "REPOSITORY_POLICY",
-    "delete", "drop_repository", "get", "image_key", "items", "put", "registry_key", "repo_key", "tag_key",
+    "delete", "drop_repository", "get", "image_key", "items", "named", "page", "put", "registry_key", "repo_key",
+    "tag_key",
 ]
 
 # Repository documents (key: repo_key, or image_key / tag_key for per-image and per-tag ones).
@@ -93,3 +95,33 @@ def drop_repository(t: WriteTxn, repo_id: int) -> None:
     for kind in REPOSITORY_KINDS:
         for key in [k for k, _ in t.iter_docs(kind, prefix)]:
             t.delete_doc(kind, key)
+
+
+def named(t: ReadTxn, kind: str, registry_id: str, names: Sequence[str],
+          missing: Callable[[str], Exception]) -> list[Any]:
+    """The registry's documents of ``kind`` named ``names`` (keys ``registry_key(registry,
+    name)``), in the order asked; ``missing(name)`` is raised for the first one absent."""
+    out = []
+    for name in names:
+        doc = get(t, kind, registry_key(registry_id, name))
+        if doc is None:
+            raise missing(name)
+        out.append(doc)
+    return out
+
+
+def page(t: ReadTxn, kind: str, registry_id: str, next_token: str | None, limit: int) -> tuple[list[Any], str | None]:
+    """A page of the registry's documents of ``kind`` in name order, after where ``next_token``
+    (a :func:`~ecrstore.tokens.encode_name_token` token, refused if bent) ended, and the token
+    of the next page (None: the last)."""
+    after = decode_name_token(next_token, registry_id) if next_token is not None else None
+    prefix = registry_key(registry_id, "")
+    found: list[tuple[str, Any]] = []
+    for key, doc in items(t, kind, prefix):
+        name = key[len(prefix):]
+        if after is None or name > after:
+            found.append((name, doc))
+            if len(found) > limit:
+                break
+    token = encode_name_token(registry_id, found[limit - 1][0]) if len(found) > limit else None
+    return [doc for _, doc in found[:limit]], token

@@ -42,7 +42,6 @@ from .models import (
     UpdatePullThroughCacheRuleResult,
     ValidatePullThroughCacheRuleResult,
 )
-from .tokens import decode_name_token, encode_name_token
 
 __all__ = ["MAX_RULES_PER_REGISTRY", "PREFIX_PATTERN", "ROOT", "UPSTREAM_REGISTRIES", "PullThrough", "Upstreams",
            "checked_prefix", "covering_prefixes", "upstream_name"]
@@ -172,24 +171,11 @@ class PullThrough:
             if page is not None or next_token is not None:
                 raise InvalidParameterException("maxResults and nextToken cannot be used with ecrRepositoryPrefixes")
             with self._index.read() as t:
-                found = [documents.get(t, documents.PULL_THROUGH_RULE, documents.registry_key(registry, p))
-                         for p in wanted]
-            for prefix, doc in zip(wanted, found, strict=True):
-                if doc is None:
-                    raise _not_found(registry, prefix)
+                found = documents.named(t, documents.PULL_THROUGH_RULE, registry, wanted,
+                                        lambda p: _not_found(registry, p))
             return DescribePullThroughCacheRulesResult(tuple(_rule(registry, d) for d in found))
-        after = decode_name_token(next_token, registry) if next_token is not None else None
-        limit = page or DEFAULT_PAGE
-        docs: list[dict[str, Any]] = []
         with self._index.read() as t:
-            for _, doc in _rule_docs(t, registry):
-                if after is None or doc["prefix"] > after:
-                    docs.append(doc)
-                    if len(docs) > limit:
-                        break
-        more = len(docs) > limit
-        docs = docs[:limit]
-        token = encode_name_token(registry, docs[-1]["prefix"]) if more else None
+            docs, token = documents.page(t, documents.PULL_THROUGH_RULE, registry, next_token, page or DEFAULT_PAGE)
         return DescribePullThroughCacheRulesResult(tuple(_rule(registry, d) for d in docs), token)
 
     def update_pull_through_cache_rule(

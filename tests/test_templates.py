@@ -62,7 +62,10 @@ def test_template_operations_and_their_errors(server):
                 {"prefix": "ok", "appliedFor": ["REPLICATION"], "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION"},
                 {"prefix": "ok", "appliedFor": ["REPLICATION"], "description": "d" * 257}):
         assert error(ecr.create_repository_creation_template, **bad)["Code"] == "InvalidParameterException", bad
-    assert error(ecr.describe_repository_creation_templates, prefixes=["ok"])["Code"] == "TemplateNotFoundException"
+    assert ecr.describe_repository_creation_templates(prefixes=["ok"])["repositoryCreationTemplates"] == []
+    bad_tags = [{"Key": "aws:reserved", "Value": "v"}]
+    assert error(ecr.create_repository_creation_template, prefix="ok", appliedFor=["REPLICATION"],
+                 resourceTags=bad_tags)["Code"] == "InvalidParameterException"
     ecr.create_repository_creation_template(prefix="ROOT", appliedFor=["PULL_THROUGH_CACHE"])
     listed = ecr.describe_repository_creation_templates(maxResults=1)
     assert [t["prefix"] for t in listed["repositoryCreationTemplates"]] == ["ROOT"] and listed["nextToken"]

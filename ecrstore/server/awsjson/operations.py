@@ -244,6 +244,19 @@ _IMAGE_ID = Structure({"imageDigest": Member(String()), "imageTag": Member(Strin
 _ENCRYPTION = Structure({"encryptionType": Member(String(), required=True), "kmsKey": Member(String())},
                         into=m.EncryptionConfiguration)
 
+
+def _template_members(*, applied_for_required: bool) -> dict[str, Member]:
+    """A repository creation template's members (Create requires appliedFor, Update does not)."""
+    return {
+        "prefix": Member(String(), required=True), "description": Member(String()),
+        "encryptionConfiguration": Member(_ENCRYPTION), "resourceTags": Member(ListOf(_TAG)),
+        "imageTagMutability": Member(String()),
+        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
+        "repositoryPolicy": Member(String()), "lifecyclePolicy": Member(String()),
+        "appliedFor": Member(ListOf(String()), required=applied_for_required), "customRoleArn": Member(String()),
+    }
+
+
 _OPERATIONS = [
     Operation("CreateRepository", "create_repository", {
         "repositoryName": Member(String(), required=True),
@@ -462,16 +475,7 @@ _OPERATIONS = [
     }, target="scanning"),
     # --- repository creation templates (store.templates) ---
     Operation("CreateRepositoryCreationTemplate", "create_repository_creation_template", {
-        "prefix": Member(String(), required=True),
-        "description": Member(String()),
-        "encryptionConfiguration": Member(_ENCRYPTION),
-        "resourceTags": Member(ListOf(_TAG)),
-        "imageTagMutability": Member(String()),
-        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
-        "repositoryPolicy": Member(String()),
-        "lifecyclePolicy": Member(String()),
-        "appliedFor": Member(ListOf(String()), required=True),
-        "customRoleArn": Member(String()),
+        **_template_members(applied_for_required=True),
     }, target="templates"),
     Operation("DescribeRepositoryCreationTemplates", "describe_repository_creation_templates", {
         "prefixes": Member(ListOf(String())),
@@ -479,16 +483,7 @@ _OPERATIONS = [
         "maxResults": Member(Integer()),
     }, target="templates"),
     Operation("UpdateRepositoryCreationTemplate", "update_repository_creation_template", {
-        "prefix": Member(String(), required=True),
-        "description": Member(String()),
-        "encryptionConfiguration": Member(_ENCRYPTION),
-        "resourceTags": Member(ListOf(_TAG)),
-        "imageTagMutability": Member(String()),
-        "imageTagMutabilityExclusionFilters": Member(ListOf(_EXCLUSION_FILTER)),
-        "repositoryPolicy": Member(String()),
-        "lifecyclePolicy": Member(String()),
-        "appliedFor": Member(ListOf(String()), required=False),
-        "customRoleArn": Member(String()),
+        **_template_members(applied_for_required=False),
     }, target="templates"),
     Operation("DeleteRepositoryCreationTemplate", "delete_repository_creation_template", {
         "prefix": Member(String(), required=True),
