@@ -56,18 +56,20 @@ class Proxy:
     challenge whose realm is this proxy's ``/token`` (which hands out the token for Basic
     USER:PASSWORD, and anonymously when ``anonymous_tokens``). ``corrupt``: blob bodies have a
     byte flipped (a lying upstream). ``redirect``: blob reads answer 307 to ``/moved/<path>``
-    (as registries send them to their storage). ``status``: every request answers it."""
+    (as registries send them to their storage). ``status``: every request answers it.
+    ``no_digest``: manifest answers name no ``Docker-Content-Digest`` (as some registries)."""
 
     TOKEN = "the-token"
 
     def __init__(self, target: int, *, bearer: bool = False, anonymous_tokens: bool = False, corrupt: bool = False,
-                 redirect: bool = False, status: int | None = None) -> None:
+                 redirect: bool = False, status: int | None = None, no_digest: bool = False) -> None:
         self.target = target
         self.bearer = bearer
         self.anonymous_tokens = anonymous_tokens
         self.corrupt = corrupt
         self.redirect = redirect
         self.status = status
+        self.no_digest = no_digest
         self.counts: collections.Counter[str] = collections.Counter()
         self.methods: collections.Counter[str] = collections.Counter()  # forwarded requests by method
         self.token_requests: list[dict[str, str]] = []
@@ -132,6 +134,8 @@ class Proxy:
             body = bytes([body[0] ^ 1]) + body[1:]
         keep = {k: v for k, v in response.getheaders()
                 if k.lower() in ("content-type", "docker-content-digest", "www-authenticate")}
+        if self.no_digest:
+            keep = {k: v for k, v in keep.items() if k.lower() != "docker-content-digest"}
         self._send(req, response.status, body, keep)
 
     def _token(self, req: http.server.BaseHTTPRequestHandler) -> None:

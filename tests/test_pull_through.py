@@ -525,9 +525,12 @@ def test_a_cached_tag_is_checked_upstream_once_due_and_follows_a_moved_tag(conta
         images = server.client(KEY_A).describe_images(repositoryName=f"fresh/{name}")["imageDetails"]
         assert sorted((i["imageDigest"], i.get("imageTags", [])) for i in images) == sorted(
             [(first, []), (moved, ["v1"])])
-        time.sleep(2.5)  # due again, unchanged: one more HEAD, no manifest GET
+        time.sleep(2.5)  # due again, unchanged: pulls by digest never check; concurrent ones share a HEAD
         gets = proxy.manifest_gets() - proxy.methods["HEAD"]
-        assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+        assert v2_get(server, f"/v2/fresh/{name}/manifests/{moved}")[::2] == (200, moved_blobs[moved])
+        assert proxy.methods["HEAD"] == 1
+        with ThreadPoolExecutor(4) as pool:
+            assert {r[::2] for r in pool.map(lambda _: v2_get(server, path), range(4))} == {(200, moved_blobs[moved])}
         assert proxy.methods["HEAD"] == 2 and proxy.manifest_gets() - proxy.methods["HEAD"] == gets
         upstream.stop()
         time.sleep(2.5)  # due, and the upstream is gone: the cached image is still served
@@ -554,6 +557,30 @@ def test_a_tag_is_not_rechecked_within_the_interval(server, upstream, containers
         assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.methods == seen
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("refresh", [0, 1])
+def test_refresh_0_never_rechecks_and_an_upstream_naming_no_digest_is_checked_by_get(refresh, upstream, containers,
+                                                                                      tmp_path):
+    server = start_server(tmp_path / "srv", keys=[KEY_A], extra=["--pull-through-refresh", str(refresh)])
+    proxy = Proxy(upstream.port, no_digest=True)
+    try:
+        name = repo_name(f"every{refresh}")
+        first, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7810 + refresh)
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix="every", upstreamRegistryUrl=proxy.url)
+        path = f"/v2/every/{name}/manifests/v1"
+        assert v2_get(server, path)[::2] == (200, blobs[first])
+        seen, manifests = dict(proxy.counts), proxy.manifest_gets()
+        moved, moved_blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7820 + refresh)
+        time.sleep(1.5)
+        if refresh == 0:  # never re-checked, however long ago the tag was fetched
+            assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.counts == seen
+        else:  # the HEAD named no digest: a GET of the manifest tells, then the moved image is fetched
+            assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+            assert proxy.methods["HEAD"] == 1 and proxy.manifest_gets() - manifests == 3
+    finally:
+        proxy.stop()
+        server.stop()
 
 
 def test_a_cached_repository_takes_the_pull_through_cache_template(server, upstream, containers, tmp_path):
