@@ -1,7 +1,7 @@
 """The upstream registries of tests/test_pull_through.py: Debian's docker-registry on loopback
 (anonymous, or with htpasswd Basic auth), and a forwarding HTTP proxy that stands in front of
 it where a test must count or shape the upstream's answers (one fetch for concurrent pulls, the
-docker token protocol, a lying upstream, redirects, failures).
+docker token protocol, a lying upstream, redirects, failures); and pushes of test images to it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from oci_tools import Registry, free_port, require, start_daemon, wait_for
+from oci_tools import Registry, free_port, oci_layout_blobs, require, start_daemon, wait_for
+from transfer_util import make_image, oci_layout
 
-__all__ = ["PASSWORD", "USER", "Proxy", "start_upstream"]
+__all__ = ["PASSWORD", "USER", "Proxy", "push_upstream", "start_upstream"]
 
 #: The login of the htpasswd upstream and of the proxy's token service.
 USER, PASSWORD = "mirror", "s3cret-pass"
@@ -46,6 +47,21 @@ def start_upstream(workdir: Path, *, htpasswd: bool = False) -> Registry:
     wait_for("docker-registry", lambda: registry.get("/v2/", key=None)[0] in (200, 401), process=process,
              log=log_path)
     return registry
+
+
+def push_upstream(containers, upstream: Registry, tmp: Path, name: str, tag: str, *, seed: int,
+                  creds: str | None = None, index: bool = False) -> tuple[str, dict[str, str | bytes]]:
+    """Push a fresh image (or a two-platform index) to ``upstream``; (manifest digest, layout blobs)."""
+    layout = tmp / f"layout-{seed}"
+    if index:
+        imgs = [make_image(seed, arch="amd64", gzip_layers=True), make_image(seed + 1, arch="arm64")]
+        digest = oci_layout(layout, indexes=[(imgs, tag)])[tag]
+    else:
+        digest = oci_layout(layout, [(make_image(seed, gzip_layers=True), tag)])[tag]
+    login = ["--dest-creds", creds] if creds else []
+    containers.skopeo("copy", *(["--all"] if index else []), "--preserve-digests", "--dest-tls-verify=false",
+                      *login, f"oci:{layout}:{tag}", f"docker://{upstream.host}/{name}:{tag}")
+    return digest, oci_layout_blobs(layout)
 
 
 class Proxy:

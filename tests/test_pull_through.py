@@ -20,12 +20,11 @@ import sys
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from oci_tools import MANIFEST_ACCEPT, ContainersEnv, Registry, free_port, oci_layout_blobs, read_log
-from pull_through_upstreams import PASSWORD, USER, Proxy, start_upstream
+from oci_tools import MANIFEST_ACCEPT, ContainersEnv, free_port, oci_layout_blobs, read_log
+from pull_through_upstreams import PASSWORD, USER, Proxy, push_upstream, start_upstream
 from server_fixtures import KEY_A, KEY_OTHER_REGISTRY, REGISTRY_A, REGISTRY_B, repo_name, start_server
 from transfer_util import make_image, oci_layout
 
@@ -101,21 +100,6 @@ def v2_get(server, path: str, key=KEY_A, method: str = "GET") -> tuple[int, dict
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         conn.close()
-
-
-def push_upstream(containers, upstream: Registry, tmp: Path, name: str, tag: str, *, seed: int,
-                  creds: str | None = None, index: bool = False) -> tuple[str, dict[str, str | bytes]]:
-    """Push a fresh image (or a two-platform index) to ``upstream``; (manifest digest, layout blobs)."""
-    layout = tmp / f"layout-{seed}"
-    if index:
-        imgs = [make_image(seed, arch="amd64", gzip_layers=True), make_image(seed + 1, arch="arm64")]
-        digest = oci_layout(layout, indexes=[(imgs, tag)])[tag]
-    else:
-        digest = oci_layout(layout, [(make_image(seed, gzip_layers=True), tag)])[tag]
-    login = ["--dest-creds", creds] if creds else []
-    containers.skopeo("copy", *(["--all"] if index else []), "--preserve-digests", "--dest-tls-verify=false",
-                      *login, f"oci:{layout}:{tag}", f"docker://{upstream.host}/{name}:{tag}")
-    return digest, oci_layout_blobs(layout)
 
 
 def client_error(call, *args, **kwargs) -> dict[str, str]:
@@ -581,6 +565,20 @@ def test_refresh_0_never_rechecks_and_an_upstream_naming_no_digest_is_checked_by
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_tag_checks_are_kept_per_tag_and_go_with_their_repository(tmp_path):
+    with Store(tmp_path / "store") as store:
+        checks = store.pull_through
+        store.create_repository("cache/app")
+        assert checks.last_check("cache/app", "v1") is None  # never checked (or cached before checks were kept): due
+        checks.record_check("cache/app", "v1", 1000.5)
+        assert (checks.last_check("cache/app", "v1"), checks.last_check("cache/app", "v2")) == (1000.5, None)
+        store.delete_repository("cache/app")
+        store.create_repository("cache/app")  # a new repository of the name: none of the old one's checks
+        assert checks.last_check("cache/app", "v1") is None
+        checks.record_check("gone/app", "v1", 1.0)  # no such repository: nothing is kept
+        assert checks.last_check("gone/app", "v1") is None
 
 
 def test_a_cached_repository_takes_the_pull_through_cache_template(server, upstream, containers, tmp_path):
