@@ -1,7 +1,7 @@
 """The upstream registries of tests/test_pull_through.py: Debian's docker-registry on loopback
 (anonymous, or with htpasswd Basic auth), and a forwarding HTTP proxy that stands in front of
 it where a test must count or shape the upstream's answers (one fetch for concurrent pulls, the
-docker token protocol, a lying upstream, redirects, failures).
+docker token protocol, a lying upstream, redirects, failures); and pushes of test images to it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-from oci_tools import Registry, free_port, require, start_daemon, wait_for
+from oci_tools import Registry, free_port, oci_layout_blobs, require, start_daemon, wait_for
+from transfer_util import make_image, oci_layout
 
-__all__ = ["PASSWORD", "USER", "Proxy", "start_upstream"]
+__all__ = ["PASSWORD", "USER", "Proxy", "push_upstream", "start_upstream"]
 
 #: The login of the htpasswd upstream and of the proxy's token service.
 USER, PASSWORD = "mirror", "s3cret-pass"
@@ -48,6 +49,21 @@ def start_upstream(workdir: Path, *, htpasswd: bool = False) -> Registry:
     return registry
 
 
+def push_upstream(containers, upstream: Registry, tmp: Path, name: str, tag: str, *, seed: int,
+                  creds: str | None = None, index: bool = False) -> tuple[str, dict[str, str | bytes]]:
+    """Push a fresh image (or a two-platform index) to ``upstream``; (manifest digest, layout blobs)."""
+    layout = tmp / f"layout-{seed}"
+    if index:
+        imgs = [make_image(seed, arch="amd64", gzip_layers=True), make_image(seed + 1, arch="arm64")]
+        digest = oci_layout(layout, indexes=[(imgs, tag)])[tag]
+    else:
+        digest = oci_layout(layout, [(make_image(seed, gzip_layers=True), tag)])[tag]
+    login = ["--dest-creds", creds] if creds else []
+    containers.skopeo("copy", *(["--all"] if index else []), "--preserve-digests", "--dest-tls-verify=false",
+                      *login, f"oci:{layout}:{tag}", f"docker://{upstream.host}/{name}:{tag}")
+    return digest, oci_layout_blobs(layout)
+
+
 class Proxy:
     """A forwarding HTTP proxy to ``target`` that counts the GETs and HEADs it forwards, by path
     (``counts``) and by method (``methods``).
@@ -56,18 +72,20 @@ class Proxy:
     challenge whose realm is this proxy's ``/token`` (which hands out the token for Basic
     USER:PASSWORD, and anonymously when ``anonymous_tokens``). ``corrupt``: blob bodies have a
     byte flipped (a lying upstream). ``redirect``: blob reads answer 307 to ``/moved/<path>``
-    (as registries send them to their storage). ``status``: every request answers it."""
+    (as registries send them to their storage). ``status``: every request answers it.
+    ``no_digest``: manifest answers name no ``Docker-Content-Digest`` (as some registries)."""
 
     TOKEN = "the-token"
 
     def __init__(self, target: int, *, bearer: bool = False, anonymous_tokens: bool = False, corrupt: bool = False,
-                 redirect: bool = False, status: int | None = None) -> None:
+                 redirect: bool = False, status: int | None = None, no_digest: bool = False) -> None:
         self.target = target
         self.bearer = bearer
         self.anonymous_tokens = anonymous_tokens
         self.corrupt = corrupt
         self.redirect = redirect
         self.status = status
+        self.no_digest = no_digest
         self.counts: collections.Counter[str] = collections.Counter()
         self.methods: collections.Counter[str] = collections.Counter()  # forwarded requests by method
         self.token_requests: list[dict[str, str]] = []
@@ -132,6 +150,8 @@ class Proxy:
             body = bytes([body[0] ^ 1]) + body[1:]
         keep = {k: v for k, v in response.getheaders()
                 if k.lower() in ("content-type", "docker-content-digest", "www-authenticate")}
+        if self.no_digest:
+            keep = {k: v for k, v in keep.items() if k.lower() != "docker-content-digest"}
         self._send(req, response.status, body, keep)
 
     def _token(self, req: http.server.BaseHTTPRequestHandler) -> None:

@@ -20,12 +20,11 @@ import sys
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from oci_tools import MANIFEST_ACCEPT, ContainersEnv, Registry, free_port, oci_layout_blobs, read_log
-from pull_through_upstreams import PASSWORD, USER, Proxy, start_upstream
+from oci_tools import MANIFEST_ACCEPT, ContainersEnv, free_port, oci_layout_blobs, read_log
+from pull_through_upstreams import PASSWORD, USER, Proxy, push_upstream, start_upstream
 from server_fixtures import KEY_A, KEY_OTHER_REGISTRY, REGISTRY_A, REGISTRY_B, repo_name, start_server
 from transfer_util import make_image, oci_layout
 
@@ -101,21 +100,6 @@ def v2_get(server, path: str, key=KEY_A, method: str = "GET") -> tuple[int, dict
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         conn.close()
-
-
-def push_upstream(containers, upstream: Registry, tmp: Path, name: str, tag: str, *, seed: int,
-                  creds: str | None = None, index: bool = False) -> tuple[str, dict[str, str | bytes]]:
-    """Push a fresh image (or a two-platform index) to ``upstream``; (manifest digest, layout blobs)."""
-    layout = tmp / f"layout-{seed}"
-    if index:
-        imgs = [make_image(seed, arch="amd64", gzip_layers=True), make_image(seed + 1, arch="arm64")]
-        digest = oci_layout(layout, indexes=[(imgs, tag)])[tag]
-    else:
-        digest = oci_layout(layout, [(make_image(seed, gzip_layers=True), tag)])[tag]
-    login = ["--dest-creds", creds] if creds else []
-    containers.skopeo("copy", *(["--all"] if index else []), "--preserve-digests", "--dest-tls-verify=false",
-                      *login, f"oci:{layout}:{tag}", f"docker://{upstream.host}/{name}:{tag}")
-    return digest, oci_layout_blobs(layout)
 
 
 def client_error(call, *args, **kwargs) -> dict[str, str]:
@@ -525,9 +509,12 @@ def test_a_cached_tag_is_checked_upstream_once_due_and_follows_a_moved_tag(conta
         images = server.client(KEY_A).describe_images(repositoryName=f"fresh/{name}")["imageDetails"]
         assert sorted((i["imageDigest"], i.get("imageTags", [])) for i in images) == sorted(
             [(first, []), (moved, ["v1"])])
-        time.sleep(2.5)  # due again, unchanged: one more HEAD, no manifest GET
+        time.sleep(2.5)  # due again, unchanged: pulls by digest never check; concurrent ones share a HEAD
         gets = proxy.manifest_gets() - proxy.methods["HEAD"]
-        assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+        assert v2_get(server, f"/v2/fresh/{name}/manifests/{moved}")[::2] == (200, moved_blobs[moved])
+        assert proxy.methods["HEAD"] == 1
+        with ThreadPoolExecutor(4) as pool:
+            assert {r[::2] for r in pool.map(lambda _: v2_get(server, path), range(4))} == {(200, moved_blobs[moved])}
         assert proxy.methods["HEAD"] == 2 and proxy.manifest_gets() - proxy.methods["HEAD"] == gets
         upstream.stop()
         time.sleep(2.5)  # due, and the upstream is gone: the cached image is still served
@@ -554,6 +541,44 @@ def test_a_tag_is_not_rechecked_within_the_interval(server, upstream, containers
         assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.methods == seen
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("refresh", [0, 1])
+def test_refresh_0_never_rechecks_and_an_upstream_naming_no_digest_is_checked_by_get(refresh, upstream, containers,
+                                                                                      tmp_path):
+    server = start_server(tmp_path / "srv", keys=[KEY_A], extra=["--pull-through-refresh", str(refresh)])
+    proxy = Proxy(upstream.port, no_digest=True)
+    try:
+        name = repo_name(f"every{refresh}")
+        first, blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7810 + refresh)
+        server.client(KEY_A).create_pull_through_cache_rule(ecrRepositoryPrefix="every", upstreamRegistryUrl=proxy.url)
+        path = f"/v2/every/{name}/manifests/v1"
+        assert v2_get(server, path)[::2] == (200, blobs[first])
+        seen, manifests = dict(proxy.counts), proxy.manifest_gets()
+        moved, moved_blobs = push_upstream(containers, upstream, tmp_path, name, "v1", seed=7820 + refresh)
+        time.sleep(1.5)
+        if refresh == 0:  # never re-checked, however long ago the tag was fetched
+            assert v2_get(server, path)[::2] == (200, blobs[first]) and proxy.counts == seen
+        else:  # the HEAD named no digest: one GET of the manifest tells, and is the moved image's
+            assert v2_get(server, path)[::2] == (200, moved_blobs[moved])
+            assert proxy.methods["HEAD"] == 1 and proxy.manifest_gets() - manifests == 2
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+def test_tag_checks_are_kept_per_tag_and_go_with_their_repository(tmp_path):
+    with Store(tmp_path / "store") as store:
+        checks = store.pull_through
+        store.create_repository("cache/app")
+        assert checks.last_check("cache/app", "v1") is None  # never checked (or cached before checks were kept): due
+        checks.record_check("cache/app", "v1", 1000.5)
+        assert (checks.last_check("cache/app", "v1"), checks.last_check("cache/app", "v2")) == (1000.5, None)
+        store.delete_repository("cache/app")
+        store.create_repository("cache/app")  # a new repository of the name: none of the old one's checks
+        assert checks.last_check("cache/app", "v1") is None
+        checks.record_check("gone/app", "v1", 1.0)  # no such repository: nothing is kept
+        assert checks.last_check("gone/app", "v1") is None
 
 
 def test_a_cached_repository_takes_the_pull_through_cache_template(server, upstream, containers, tmp_path):

@@ -165,11 +165,13 @@ class PullThroughCache:
         try:
             upstream = self._upstream(rule)
             current = upstream.manifest_digest(upstream_name, tag)
+            got = None  # the manifest, when the upstream named no digest and it had to be read
             if current is None:
-                current = str(content_digest(upstream.manifest(upstream_name, tag, max_bytes=MAX_MANIFEST_CHARS)[0]))
+                got = upstream.manifest(upstream_name, tag, max_bytes=MAX_MANIFEST_CHARS)
+                current = str(content_digest(got[0]))
             moved = current != digest
             if moved:
-                self._image(upstream, registry, name, upstream_name, tag, tag)
+                self._image(upstream, registry, name, upstream_name, tag, tag, fetched=got)
                 log.info("pull through %s/%s:%s: the tag moved upstream to %s", registry, name, tag, current)
         except (UpstreamError, EcrError) as e:
             log.warning("pull through %s/%s:%s: serving the cached image; checking the upstream failed: %s",
@@ -240,10 +242,12 @@ class PullThroughCache:
             pass  # a concurrent pull created it
 
     def _image(self, upstream: Upstream, registry: str, name: str, upstream_name: str, reference: str,
-               tag: str | None, before: Callable[[], None] | None = None) -> None:
-        """Fetch one manifest (and what it references) and put it, tagged ``tag`` or by digest;
-        ``before`` runs once the manifest arrived and parsed, before anything is stored."""
-        raw, media_type = upstream.manifest(upstream_name, reference, max_bytes=MAX_MANIFEST_CHARS)
+               tag: str | None, before: Callable[[], None] | None = None,
+               fetched: tuple[bytes, str | None] | None = None) -> None:
+        """Fetch one manifest (unless ``fetched`` already: its bytes and media type) and what it
+        references, and put it, tagged ``tag`` or by digest; ``before`` runs once the manifest
+        arrived and parsed, before anything is stored."""
+        raw, media_type = fetched or upstream.manifest(upstream_name, reference, max_bytes=MAX_MANIFEST_CHARS)
         try:
             doc = orjson.loads(raw)
             text = raw.decode("utf-8")
