@@ -274,7 +274,8 @@ class PullThrough:
 
     def last_check(self, repository_name: str, tag: str, *, registry_id: str | None = None) -> float | None:
         """When the cached ``tag`` was last compared with its upstream (epoch seconds); None
-        when never (or the repository is gone). One snapshot."""
+        when never — a tag the cache did not fetch, which it never replaces — or when the
+        repository is gone. One snapshot."""
         registry = v.registry_id(registry_id, self._registry_id)
         with self._index.read() as t:
             rec = t.get_repo(registry, v.repository_name(repository_name))

@@ -571,7 +571,7 @@ def test_tag_checks_are_kept_per_tag_and_go_with_their_repository(tmp_path):
     with Store(tmp_path / "store") as store:
         checks = store.pull_through
         store.create_repository("cache/app")
-        assert checks.last_check("cache/app", "v1") is None  # never checked (or cached before checks were kept): due
+        assert checks.last_check("cache/app", "v1") is None  # never checked: a tag the cache did not fetch
         checks.record_check("cache/app", "v1", 1000.5)
         assert (checks.last_check("cache/app", "v1"), checks.last_check("cache/app", "v2")) == (1000.5, None)
         store.delete_repository("cache/app")

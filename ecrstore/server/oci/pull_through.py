@@ -11,8 +11,8 @@ image is kept. The repository is created when absent, with the settings of the r
 manifest is put with its tag (or by digest), then served from the store. Later pulls are
 local.
 
-Tags are kept fresh as ECR keeps them: a pull of a cached TAG that was last compared with the
-upstream more than ``refresh_interval`` seconds ago (``serve --pull-through-refresh``, 24 h by
+Tags are kept fresh as ECR keeps them: a pull of a TAG the cache fetched that was last compared
+with the upstream more than ``refresh_interval`` seconds ago (``serve --pull-through-refresh``, 24 h by
 default, 0: never) asks the upstream for the tag's digest (a HEAD, which registries that meter
 pulls do not count; a GET where the upstream names no digest). A moved tag is fetched and moved
 here, then served; an unchanged one is only recorded as checked. An upstream that fails the
@@ -159,7 +159,8 @@ class PullThroughCache:
             last = rules.last_check(name, tag, registry_id=registry) if matched is not None else None
         except EcrError:
             return False
-        if matched is None or (last is not None and now - last < self._refresh):
+        # A tag with no record was not fetched by the cache (pushed here): it is never replaced.
+        if matched is None or last is None or now - last < self._refresh:
             return False
         rule, upstream_name = matched
         try:
