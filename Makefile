@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.ecrstore-installed
 NATIVE  := $(wildcard csrc/*.c csrc/*.h ecrstore/*.pyx ecrstore/*.pxd)
 # Debian packages the tests drive as real peers (installed when missing; needs root or sudo).
-DEB_PEERS ?= skopeo umoci docker.io podman buildah containerd docker-registry apache2-utils
+DEB_PEERS ?= skopeo umoci docker.io podman buildah containerd docker-registry apache2-utils postgresql
 # What ruff checks; mypy checks the package (strict) and stubtest the native core's stub.
 LINT_PATHS := ecrstore tests benchmarks setup.py
 

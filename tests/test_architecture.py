@@ -24,8 +24,8 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["ecrstore.fsutil", "ecrstore.hashing", "ecrstore.manifest", "ecrstore.validate",
                      "ecrstore.policy", "ecrstore.lifecycle_rules"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
-                     "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.blobs",
-                     "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
+                     "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.index.postgres",
+                     "ecrstore.blobs", "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
                      "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication", "ecrstore.pull_through",
@@ -38,7 +38,7 @@ FRONT_PACKAGES = ("ecrstore.server", "ecrstore.cli", "ecrstore.transfer")
 
 #: Backend internals: only the facade may build them; policy and front ends go through seams.
 BACKEND_INTERNALS = {"ecrstore.index.lmdb", "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate",
-                     "ecrstore.blobs.local"}
+                     "ecrstore.index.postgres", "ecrstore.blobs.local"}
 #: The only modules that make file-system calls on store files (front ends read their own
 #: inputs: import sources, credentials files).
 FILE_CALLERS = {"ecrstore.blobs.local", "ecrstore.hashing", "ecrstore.fsutil", "ecrstore.urls"}
@@ -127,6 +127,12 @@ def test_only_the_lmdb_backend_imports_lmdb():
     users = {m for m, p in modules().items() if p.suffix == ".py"
              and any(i == "lmdb" or i.startswith("lmdb.") for i in imports(p))}
     assert users == {"ecrstore.index.lmdb"}
+
+
+def test_only_the_postgres_backend_imports_psycopg():
+    users = {m for m, p in modules().items() if p.suffix == ".py"
+             and any(i.split(".")[0] in ("psycopg", "psycopg_pool") for i in imports(p))}
+    assert users == {"ecrstore.index.postgres"}
 
 
 def test_errors_import_nothing_of_the_package():

@@ -39,7 +39,7 @@ SMALL_PARTS = dict(part_size=16 * 1024, min_part_size=16 * 1024, max_part_size=6
 DEBIAN_PACKAGES = {
     "skopeo": "skopeo", "umoci": "umoci", "docker": "docker.io", "dockerd": "docker.io", "podman": "podman",
     "buildah": "buildah", "containerd": "containerd", "ctr": "containerd", "docker-registry": "docker-registry",
-    "unshare": "util-linux", "umount": "mount", "htpasswd": "apache2-utils",
+    "unshare": "util-linux", "umount": "mount", "htpasswd": "apache2-utils", "postgres": "postgresql",
 }
 
 

@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 from backend_processes import call_with_handle, open_local
+from postgres_server import PostgresServer
+from postgres_server import start as start_postgres
 
 from ecrstore.blobs.local import Layout
 from ecrstore.index.lmdb import LmdbIndex
+from ecrstore.index.postgres import PostgresIndex
 
 
 @dataclass
@@ -34,29 +37,43 @@ class Backend:
             return pool.apply(call_with_handle, (self.reopen, fn, args))
 
 
-def _lmdb(tmp_path) -> Backend:
+def _lmdb(request, tmp_path) -> Backend:
     path = tmp_path / "index"
     path.mkdir()
     return Backend("lmdb", LmdbIndex(path, durable=False), functools.partial(LmdbIndex, path, durable=False))
 
 
-def _local(tmp_path) -> Backend:
+def _postgresql(request, tmp_path) -> Backend:
+    dsn = request.getfixturevalue("postgres_server").new_database()
+    return Backend("postgresql", PostgresIndex(dsn, durable=False, pool_size=4),
+                   functools.partial(PostgresIndex, dsn, durable=False, pool_size=4))
+
+
+def _local(request, tmp_path) -> Backend:
     root = tmp_path / "store"
     Layout(root).create()
     return Backend("local", open_local(root), functools.partial(open_local, root))
 
 
-INDEXES = {"lmdb": _lmdb}
+INDEXES = {"lmdb": _lmdb, "postgresql": _postgresql}
 BLOBS = {"local": _local}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (each test gets a database of its own)."""
+    server = start_postgres()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=sorted(INDEXES))
 def index(request, tmp_path) -> Iterator[Backend]:
-    backend = INDEXES[request.param](tmp_path)
+    backend = INDEXES[request.param](request, tmp_path)
     yield backend
     backend.instance.close()
 
 
 @pytest.fixture(params=sorted(BLOBS))
 def blobs(request, tmp_path) -> Iterator[Backend]:
-    yield BLOBS[request.param](tmp_path)
+    yield BLOBS[request.param](request, tmp_path)
