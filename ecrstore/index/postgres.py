@@ -27,6 +27,7 @@ are kept by every write: nothing is counted by a scan except :meth:`PgTxn.counts
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -38,9 +39,10 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg import pq
 
 from ..errors import ServerException
-from .base import IndexCounts
+from .base import Index, IndexCounts
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = ["MIGRATIONS", "PgTxn", "PostgresIndex"]
@@ -103,12 +105,22 @@ _PAGE = 1000  # rows fetched per query by the ordered iterations
 _REPOS, _UPLOADS, _IMAGES = "R", "U", "I"
 
 _UPLOAD_COLS = "repo_id, created, updated, received, parts, small_part, last_first, last_last, last_xxh, state"
-_REPO_COLS = ("id, registry_id, name, created_at, image_tag_mutability, exclusion_filters, scan_on_push, "
-              "encryption_type, kms_key, tags")
+_REPO_OTHERS = "id, created_at, image_tag_mutability, exclusion_filters, scan_on_push, encryption_type, kms_key, tags"
+_REPO_COLS = "registry_id, name, " + _REPO_OTHERS
+
+
+@functools.cache
+def _upsert_sql(table: str, keys: str, others: str) -> str:
+    """Insert or replace a row by its key columns; answers whether it was inserted (a new
+    row's ``xmax`` is 0, a replaced one's is the replacing transaction)."""
+    cols = [c.strip() for c in f"{keys}, {others}".split(",")]
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[len(keys.split(",")):])
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {sets} RETURNING (xmax = 0)")
 
 
 def _repo(row: Sequence[Any]) -> RepoRecord:
-    return RepoRecord(id=row[0], registry_id=row[1], name=bytes(row[2]).decode(), created_at=row[3],
+    return RepoRecord(registry_id=row[0], name=bytes(row[1]).decode(), id=row[2], created_at=row[3],
                       image_tag_mutability=row[4], image_tag_mutability_exclusion_filters=row[5],
                       scan_on_push=row[6], encryption_type=row[7], kms_key=row[8], tags=row[9])
 
@@ -139,6 +151,9 @@ class PgTxn:
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._c.execute(sql, params).rowcount
+
+    def _upsert(self, table: str, keys: str, others: str, values: Sequence[Any]) -> bool:
+        return self._one(_upsert_sql(table, keys, others), values) == (True,)
 
     def _exists(self, sql: str, params: Sequence[Any]) -> bool:
         return self._one(f"SELECT EXISTS ({sql})", params) == (True,)
@@ -181,17 +196,10 @@ class PgTxn:
         return None if row is None else _repo(row)
 
     def put_repo(self, rec: RepoRecord) -> None:
-        row = self._one(
-            f"INSERT INTO repos ({_REPO_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (registry_id, name) DO UPDATE SET id = EXCLUDED.id, created_at = EXCLUDED.created_at, "
-            "image_tag_mutability = EXCLUDED.image_tag_mutability, exclusion_filters = EXCLUDED.exclusion_filters, "
-            "scan_on_push = EXCLUDED.scan_on_push, encryption_type = EXCLUDED.encryption_type, "
-            "kms_key = EXCLUDED.kms_key, tags = EXCLUDED.tags "
-            "RETURNING (xmax = 0)",  # xmax 0: the row was inserted, not updated
-            (rec.id, rec.registry_id, rec.name.encode(), rec.created_at, rec.image_tag_mutability,
-             json.dumps(rec.image_tag_mutability_exclusion_filters), rec.scan_on_push, rec.encryption_type,
-             rec.kms_key, json.dumps(rec.tags)))
-        if row is not None and row[0]:
+        if self._upsert("repos", "registry_id, name", _REPO_OTHERS, (
+                rec.registry_id, rec.name.encode(), rec.id, rec.created_at, rec.image_tag_mutability,
+                json.dumps(rec.image_tag_mutability_exclusion_filters), rec.scan_on_push, rec.encryption_type,
+                rec.kms_key, json.dumps(rec.tags))):
             self._add_count(_REPOS, rec.registry_id, 1)
 
     def delete_repo(self, rec: RepoRecord) -> None:
@@ -228,14 +236,8 @@ class PgTxn:
         """Insert (``old=None``) or replace ``old`` with ``rec``."""
         values = (rec.repo_id, rec.created, rec.updated, rec.received, rec.parts, rec.small_part,
                   rec.last_first, rec.last_last, rec.last_xxh, rec.state)
-        if old is None:
-            self._run(f"INSERT INTO uploads (uid, {_UPLOAD_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                      "ON CONFLICT (uid) DO NOTHING", (uid, *values))
+        if self._upsert("uploads", "uid", _UPLOAD_COLS, (uid, *values)):  # the ``uploads_by_*`` indexes follow
             self._count_upload(rec.repo_id, 1)
-        else:
-            self._run("UPDATE uploads SET repo_id = %s, created = %s, updated = %s, received = %s, parts = %s, "
-                      "small_part = %s, last_first = %s, last_last = %s, last_xxh = %s, state = %s WHERE uid = %s",
-                      (*values, uid))
 
     def delete_upload(self, uid: bytes, rec: UploadRecord) -> None:
         if self._run("DELETE FROM uploads WHERE uid = %s", (uid,)):
@@ -268,8 +270,7 @@ class PgTxn:
         return None if row is None else BlobRecord(row[0], row[1])
 
     def put_blob(self, dg: bytes, rec: BlobRecord) -> None:
-        self._run("INSERT INTO blobs (dg, size, created) VALUES (%s, %s, %s) ON CONFLICT (dg) DO UPDATE "
-                  "SET size = EXCLUDED.size, created = EXCLUDED.created", (dg, rec.size, rec.created))
+        self._upsert("blobs", "dg", "size, created", (dg, rec.size, rec.created))
 
     def delete_blob(self, dg: bytes) -> None:
         self._run("DELETE FROM blobs WHERE dg = %s", (dg,))
@@ -298,9 +299,8 @@ class PgTxn:
         return {bytes(r[0]): (int(r[1]), r[2]) for r in rows}
 
     def put_link(self, repo_id: int, dg: bytes, rec: LinkRecord) -> None:
-        self._run("INSERT INTO links (repo_id, dg, size, linked_at, media_type) VALUES (%s, %s, %s, %s, %s) "
-                  "ON CONFLICT (repo_id, dg) DO UPDATE SET size = EXCLUDED.size, linked_at = EXCLUDED.linked_at, "
-                  "media_type = EXCLUDED.media_type", (repo_id, dg, rec.size, rec.linked_at, rec.media_type))
+        self._upsert("links", "repo_id, dg", "size, linked_at, media_type",
+                     (repo_id, dg, rec.size, rec.linked_at, rec.media_type))
 
     def delete_link(self, repo_id: int, dg: bytes) -> None:
         self._run("DELETE FROM links WHERE repo_id = %s AND dg = %s", (repo_id, dg))
@@ -350,11 +350,11 @@ class PgTxn:
         return None if row is None else bytes(row[0])
 
     def put_tag(self, repo_id: int, tag: str, dg: bytes) -> None:
-        self._run("INSERT INTO tags (repo_id, tag, dg) VALUES (%s, %s, %s) "
-                  "ON CONFLICT (repo_id, tag) DO UPDATE SET dg = EXCLUDED.dg", (repo_id, tag.encode(), dg))
+        self._upsert("tags", "repo_id, tag", "dg", (repo_id, tag.encode(), dg))
 
     def delete_tag(self, repo_id: int, tag: str, dg: bytes) -> None:
-        self._run("DELETE FROM tags WHERE repo_id = %s AND tag = %s AND dg = %s", (repo_id, tag.encode(), dg))
+        # ``dg`` names the image_tags entry in LMDB; here that is an index of the same row.
+        self._run("DELETE FROM tags WHERE repo_id = %s AND tag = %s", (repo_id, tag.encode()))
 
     def image_tags(self, repo_id: int, dg: bytes) -> list[str]:
         """The tags of an image, in tag order (the ``image_tags`` index)."""
@@ -396,9 +396,7 @@ class PgTxn:
         return self._exists("SELECT 1 FROM image_refs WHERE repo_id = %s AND child = %s", (repo_id, child))
 
     def add_layer_ref(self, repo_id: int, layer: bytes, image: bytes, media_type: str) -> None:
-        self._run("INSERT INTO layer_refs (repo_id, layer, image, media_type) VALUES (%s, %s, %s, %s) "
-                  "ON CONFLICT (repo_id, layer, image) DO UPDATE SET media_type = EXCLUDED.media_type",
-                  (repo_id, layer, image, media_type))
+        self._upsert("layer_refs", "repo_id, layer, image", "media_type", (repo_id, layer, image, media_type))
 
     def delete_layer_ref(self, repo_id: int, layer: bytes, image: bytes) -> None:
         self._run("DELETE FROM layer_refs WHERE repo_id = %s AND layer = %s AND image = %s", (repo_id, layer, image))
@@ -420,8 +418,7 @@ class PgTxn:
             yield bytes(row[0]).decode(), bytes(row[1])
 
     def put_doc(self, kind: str, key: str, value: bytes) -> None:
-        self._run("INSERT INTO docs (kind, key, value) VALUES (%s, %s, %s) "
-                  "ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value", (kind, key.encode(), value))
+        self._upsert("docs", "kind, key", "value", (kind, key.encode(), value))
 
     def delete_doc(self, kind: str, key: str) -> bool:
         return bool(self._run("DELETE FROM docs WHERE kind = %s AND key = %s", (kind, key.encode())))
@@ -455,6 +452,9 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The last migration applied; 0 for a database ecrstore never opened."""
+    if conn.execute("SELECT to_regclass('ecrstore_schema')").fetchone() == (None,):
+        return 0
     row = conn.execute("SELECT coalesce(max(version), 0) FROM ecrstore_schema").fetchone()
     return 0 if row is None else int(row[0])
 
@@ -468,7 +468,8 @@ class PostgresIndex:
     ``read_only``: then the schema must be current). ``durable=True``: a write is on stable
     storage when :meth:`write` returns; ``durable=False``: perhaps not until :meth:`sync`.
     ``read_only=True``: :meth:`write` raises ServerException. ``pool_size`` bounds the
-    connections this handle holds (a read or write holds one while it runs).
+    connections this handle holds (a read or write holds one while it runs). A handle is
+    not inherited across ``fork``: a child process opens its own.
     """
 
     def __init__(self, dsn: str, *, durable: bool = True, read_only: bool = False, pool_size: int = 8,
@@ -477,9 +478,10 @@ class PostgresIndex:
         self.read_only = read_only
         self._timeout = connect_timeout
         self._closed = False
+        self._max_size = max(1, pool_size)
         self._close_lock = threading.Lock()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = psycopg_pool.ConnectionPool(
-            dsn, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True},
+            dsn, min_size=1, max_size=self._max_size, kwargs={"autocommit": True},
             configure=self._configure, open=False, name="ecrstore-index",
         )
         try:
@@ -513,19 +515,39 @@ class PostgresIndex:
             raise ServerException(f"no index database connection: {e}") from e
 
     @contextmanager
+    def _transaction(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction begun with ``begin``; rolled back at the
+        end unless the body committed. A connection the server dropped while it sat idle in
+        the pool (a server restart, an idle timeout) fails at ``begin``, before anything ran:
+        it is discarded and another taken."""
+        for _ in range(self._max_size + 1):
+            with self._connection() as conn:
+                try:
+                    conn.execute(begin)
+                except psycopg.OperationalError:
+                    if conn.broken:
+                        continue  # back to the pool closed: the pool discards it
+                    raise
+                try:
+                    yield conn
+                finally:
+                    if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except psycopg.Error:
+                            pass  # the connection is broken: the pool discards it
+                return
+        raise ServerException("index database unavailable: every connection failed")
+
+    @contextmanager
     def read(self) -> Iterator[PgTxn]:
         """A consistent snapshot (REPEATABLE READ READ ONLY). Hold it briefly: it holds a
         pooled connection."""
         try:
-            with self._connection() as conn:
-                # The snapshot is taken at the first query, not at BEGIN: take it now, so
-                # the read sees the state of its start, not of its first use.
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
-                try:
-                    yield PgTxn(conn)
-                finally:
-                    if not conn.closed:
-                        conn.execute("ROLLBACK")
+            # The snapshot is taken at the first query, not at BEGIN: take it now, so the read
+            # sees the state of its start, not of its first use.
+            with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1") as conn:
+                yield PgTxn(conn)
         except psycopg.Error as e:
             raise ServerException(f"index read failed: {e}") from e
 
@@ -543,28 +565,15 @@ class PostgresIndex:
             raise ServerException("the store is open read-only")
         for attempt in range(_MAX_ATTEMPTS):
             try:
-                with self._connection() as conn:
-                    return self._attempt(conn, fn)
+                with self._transaction("BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
+                    result = fn(PgTxn(conn))
+                    conn.execute("COMMIT")
+                    return result
             except _RETRIABLE:
                 time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
             except psycopg.Error as e:
                 raise ServerException(f"index write failed: {e}") from e
         raise ServerException(f"index write failed: still conflicting after {_MAX_ATTEMPTS} attempts")
-
-    @staticmethod
-    def _attempt(conn: psycopg.Connection[Any], fn: Callable[[PgTxn], T]) -> T:
-        conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-        try:
-            result = fn(PgTxn(conn))
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            if not conn.closed:
-                try:
-                    conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    pass  # the connection is broken: the pool discards it
-            raise
 
     def sync(self) -> None:
         """Make every commit so far durable: one tiny commit with ``synchronous_commit=on``
@@ -584,3 +593,7 @@ class PostgresIndex:
             if not self._closed:
                 self._closed = True
                 self._pool.close()
+
+
+def _conforms(ix: PostgresIndex) -> Index:
+    return ix  # the type checker proves PostgresIndex is an Index (and PgTxn a WriteTxn)
