@@ -50,6 +50,7 @@ __all__ = ["MIGRATIONS", "PgTxn", "PostgresIndex"]
 T = TypeVar("T")
 
 #: The schema, one script per version, applied in order (never edit one: append a new one).
+#: Primary-key columns are NOT NULL by PostgreSQL's rule.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE SEQUENCE repo_id_seq;
@@ -78,19 +79,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE tags (
         repo_id bigint NOT NULL, tag bytea NOT NULL, dg bytea NOT NULL, PRIMARY KEY (repo_id, tag));
     CREATE INDEX image_tags ON tags (repo_id, dg, tag);
-    CREATE TABLE image_refs (
-        repo_id bigint NOT NULL, child bytea NOT NULL, parent bytea NOT NULL,
-        PRIMARY KEY (repo_id, child, parent));
+    CREATE TABLE image_refs (repo_id bigint, child bytea, parent bytea, PRIMARY KEY (repo_id, child, parent));
     CREATE TABLE layer_refs (
         repo_id bigint NOT NULL, layer bytea NOT NULL, image bytea NOT NULL,
         media_type text NOT NULL, PRIMARY KEY (repo_id, layer, image));
-    CREATE TABLE referrers (
-        repo_id bigint NOT NULL, subject bytea NOT NULL, referrer bytea NOT NULL,
-        PRIMARY KEY (repo_id, subject, referrer));
-    CREATE TABLE counts (kind text NOT NULL, owner text NOT NULL, n bigint NOT NULL,
-        PRIMARY KEY (kind, owner));
-    CREATE TABLE docs (kind text NOT NULL, key bytea NOT NULL, value bytea NOT NULL,
-        PRIMARY KEY (kind, key));
+    CREATE TABLE referrers (repo_id bigint, subject bytea, referrer bytea, PRIMARY KEY (repo_id, subject, referrer));
+    CREATE TABLE counts (kind text, owner text, n bigint NOT NULL, PRIMARY KEY (kind, owner));
+    CREATE TABLE docs (kind text, key bytea, value bytea NOT NULL, PRIMARY KEY (kind, key));
     CREATE TABLE flush (id integer PRIMARY KEY, n bigint NOT NULL);
     INSERT INTO flush VALUES (1, 0);
     """,
