@@ -459,23 +459,26 @@ def _check_filters(value: Any, member: str) -> list[RepositoryFilter]:
     return out
 
 
+def _entry_of(doc: dict[str, Any], dest: ReplicationDestination) -> int | None:
+    """Where a status document holds the entry of ``dest`` (None: it holds none)."""
+    return next((i for i, e in enumerate(doc["destinations"])
+                 if (e["region"], e["registryId"]) == (dest.region, dest.registry_id)), None)
+
+
 def _entry_status(doc: dict[str, Any], dest: ReplicationDestination) -> str | None:
     """The status a status document records for ``dest`` (None: none)."""
-    for e in doc["destinations"]:
-        if (e["region"], e["registryId"]) == (dest.region, dest.registry_id):
-            return str(e["status"])
-    return None
+    i = _entry_of(doc, dest)
+    return None if i is None else str(doc["destinations"][i]["status"])
 
 
 def _set_entry(doc: dict[str, Any], dest: ReplicationDestination, values: dict[str, Any]) -> None:
     """Replace the status entry of ``dest`` in a status document (appending it when new)."""
     entry = {"region": dest.region, "registryId": dest.registry_id, **values}
-    entries = doc["destinations"]
-    for i, e in enumerate(entries):
-        if (e["region"], e["registryId"]) == (dest.region, dest.registry_id):
-            entries[i] = entry
-            return
-    entries.append(entry)
+    i = _entry_of(doc, dest)
+    if i is None:
+        doc["destinations"].append(entry)
+    else:
+        doc["destinations"][i] = entry
 
 
 def _rule_doc(rule: ReplicationRule) -> dict[str, Any]:

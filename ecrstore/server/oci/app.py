@@ -220,9 +220,8 @@ class OciApp:
         try:
             return await self._run(fn, *args, registry_id=req.registry, **kwargs)
         except RepositoryNotFoundException as e:
-            templated = await self._run(self.store.templates.applies, req.registry, req.endpoint.name,
-                                        "CREATE_ON_PUSH")
-            if not (self.config.create_on_push or templated):
+            if not self.config.create_on_push and not await self._run(
+                    self.store.templates.applies, req.registry, req.endpoint.name, "CREATE_ON_PUSH"):
                 raise from_engine(e, context, invalid_code) from None
         except EcrError as e:
             raise from_engine(e, context, invalid_code) from None

@@ -109,22 +109,10 @@ class PullThroughCache:
     async def pull(self, registry: str, name: str, reference: str, miss: OciError) -> StoredManifest:
         """The manifest, fetched through the cache when a rule covers ``name``; ``miss`` (the
         local answer) re-raised when none does. Raises OciError."""
-        loop = asyncio.get_running_loop()
-        key = (registry, name, reference)
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(loop.run_in_executor(self._executor, self._fetch, registry, name, reference))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        fetched = await asyncio.shield(task)
-        if fetched is False:
+        if not await self._shared(self._inflight, (registry, name, reference), self._fetch, registry, name,
+                                  reference):
             raise miss
-        try:
-            found: StoredManifest = await loop.run_in_executor(
-                self._executor, lambda: self.store.get_manifest(name, reference, registry_id=registry))
-        except EcrError as e:
-            raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
-        return found
+        return await self._stored(registry, name, reference)
 
     async def refreshed(self, registry: str, name: str, tag: str, found: StoredManifest) -> StoredManifest:
         """``found`` (the cached manifest of ``tag``), or the upstream's newer image of the tag
@@ -132,22 +120,30 @@ class PullThroughCache:
         share one check. Raises OciError only when the store fails to read the moved tag."""
         if self._refresh <= 0:
             return found
-        loop = asyncio.get_running_loop()
-        key = (registry, name, tag)
-        task = self._checks.get(key)
-        if task is None:
-            task = asyncio.ensure_future(loop.run_in_executor(self._executor, self._check, registry, name, tag,
-                                                              found.digest))
-            self._checks[key] = task
-            task.add_done_callback(lambda _t: self._checks.pop(key, None))
-        if not await asyncio.shield(task):
+        if not await self._shared(self._checks, (registry, name, tag), self._check, registry, name, tag,
+                                  found.digest):
             return found
+        return await self._stored(registry, name, tag)
+
+    async def _shared(self, inflight: dict[tuple[str, str, str], asyncio.Future[bool]], key: tuple[str, str, str],
+                      fn: Callable[..., bool], *args: Any) -> bool:
+        """``fn(*args)`` on the pool, one run per ``key`` at a time: concurrent callers await
+        the run in flight (shielded: a caller that goes away does not cancel it)."""
+        task = inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(self._executor, fn, *args))
+            inflight[key] = task
+            task.add_done_callback(lambda _t: inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _stored(self, registry: str, name: str, reference: str) -> StoredManifest:
+        """The manifest as the store now holds it. Raises OciError."""
         try:
-            moved: StoredManifest = await loop.run_in_executor(
-                self._executor, lambda: self.store.get_manifest(name, tag, registry_id=registry))
+            found: StoredManifest = await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: self.store.get_manifest(name, reference, registry_id=registry))
         except EcrError as e:
             raise from_engine(e, "manifest", "MANIFEST_INVALID") from None
-        return moved
+        return found
 
     def _check(self, registry: str, name: str, tag: str, digest: str) -> bool:
         """Compare a due tag with its upstream and fetch it when it moved; whether it moved.
