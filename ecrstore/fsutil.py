@@ -2,7 +2,8 @@
 
 Owned here and nowhere else: writing all of a buffer at an offset (durably or not), making
 directory entries durable, creating a file atomically with its final contents and mode,
-removing a name that may be gone, and copying a byte range between files in the kernel.
+removing a name that may be gone, copying a byte range between files in the kernel, and
+mapping a byte range of a file for reading without a copy.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import errno
 import mmap
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["atomic_create", "copy_range", "file_identity", "fsync_dir", "pwrite_all", "pwrite_durable",
+__all__ = ["atomic_create", "copy_range", "file_identity", "fsync_dir", "mapped_range", "pwrite_all", "pwrite_durable",
            "pwritev_all", "DirectAppender", "drop_behind", "start_writeback", "unlink_quiet"]
 
 # Durable writes are issued in steps of this size, each one's write-back started at once, so the
@@ -271,3 +273,13 @@ def atomic_create(path: str, data: bytes, mode: int = 0o600) -> bool:
         os.unlink(tmp)
     fsync_dir(os.path.dirname(os.path.abspath(path)))
     return created
+
+
+@contextmanager
+def mapped_range(fd: int, offset: int, count: int) -> Iterator[memoryview]:
+    """Bytes ``[offset, offset + count)`` of ``fd`` as a read-only view of a mapping (no copy);
+    the view is released when the block ends. ``count`` must be positive."""
+    skew = offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, count + skew, prot=mmap.PROT_READ, offset=offset - skew) as mm:
+        with memoryview(mm) as whole, whole[skew:skew + count] as view:
+            yield view

@@ -35,6 +35,7 @@ from typing import Any, TypeAlias
 import xxhash
 
 from ._sha256 import Sha256
+from .fsutil import mapped_range
 
 __all__ = ["WINDOW_SIZE", "FileRange", "PartSource", "hash_file"]
 
@@ -192,10 +193,8 @@ class PartSource:
             return xxhash.xxh3_128_digest(self.view)
         if self.size == 0:
             return xxhash.xxh3_128_digest(b"")
-        skew = self.offset % mmap.ALLOCATIONGRANULARITY
-        with mmap.mmap(self.fd, self.size + skew, prot=mmap.PROT_READ, offset=self.offset - skew) as mm:
-            with memoryview(mm) as view:
-                return xxhash.xxh3_128_digest(view[skew:])
+        with mapped_range(self.fd, self.offset, self.size) as view:
+            return xxhash.xxh3_128_digest(view)
 
     def close(self) -> None:
         if self._owned_fd:

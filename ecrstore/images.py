@@ -61,9 +61,11 @@ _IMAGE_STATUS = ("ACTIVE", "ARCHIVED", "ACTIVATING", "ANY")
 
 class Images:
     def __init__(self, index: Index, signer: UrlSigner, *, max_layers: int, max_images: int,
-                 repo_lookup: Callable[[str | None, str], RepoRecord]) -> None:
+                 repo_lookup: Callable[[str | None, str], RepoRecord],
+                 presign: Callable[[str, float, str], str | None]) -> None:
         self._index = index
         self._signer = signer
+        self._presign = presign  # the blob backend's own download URLs, where it has them
         self._max_layers = max_layers
         self._max_images = max_images
         self._repo = repo_lookup
@@ -471,6 +473,7 @@ class Images:
         with self._index.read() as t:
             linked = d.is_sha256 and t.get_link(repo.id, d.raw) is not None
             referenced = linked and t.layer_is_referenced(repo.id, d.raw)
+            blob = t.get_blob(d.raw) if referenced else None
         if not linked:
             raise LayersNotFoundException(
                 f"The layer with digest {d} does not exist within the repository with name "
@@ -481,7 +484,9 @@ class Images:
                 f"The layer with digest {d} in the repository with name '{repo.name}' in the registry "
                 f"with id '{repo.registry_id}' is not referenced by any image"
             )
-        url = self._signer.sign(base_url, repo.registry_id, repo.name, str(d), expires_in)
+        url = self._presign(d.hex, expires_in, blob.placement) if blob is not None else None
+        if url is None:
+            url = self._signer.sign(base_url, repo.registry_id, repo.name, str(d), expires_in)
         return GetDownloadUrlForLayerResult(url, str(d))
 
 

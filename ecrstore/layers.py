@@ -22,7 +22,6 @@ from .models import BatchCheckLayerAvailabilityResult, Layer, LayerFailure
 __all__ = ["Layers"]
 
 
-
 class Layers:
     def __init__(self, index: Index, blobs: BlobStore) -> None:
         self._index = index
@@ -71,12 +70,13 @@ class Layers:
             if repo is None:
                 raise repository_not_found(registry, name)
             link = t.get_link(repo.id, d.raw) if d.is_sha256 else None
+            blob = t.get_blob(d.raw) if link is not None else None
         if link is None:
             raise LayersNotFoundException(
                 f"The layer with digest {d} does not exist within the repository with name "
                 f"'{name}' in the registry with id '{registry}'"
             )
-        return self._blobs.open(d.hex, link.size)
+        return self._blobs.open(d.hex, link.size, blob.placement if blob is not None else "")
 
     def mount(self, registry: str, repository_name: str, layer_digest: str, from_repository: str) -> int | None:
         """Make a layer of ``from_repository`` (same registry) a layer of this repository too,

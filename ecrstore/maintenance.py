@@ -149,7 +149,7 @@ class Maintenance:
         now = time.time()
         cutoff = now - grace
         uploads_removed, freed = self._uploads.purge_idle(now, uploads_idle)
-        restored_or_removed = self._blobs.recover_retired(self._is_recorded)
+        restored_or_removed = self._blobs.recover_retired(self._recorded_placement)
         blobs_removed, blob_bytes = self._unlinked_blobs(cutoff)
         orphans, orphan_bytes = self._orphan_uploads(cutoff)
         o2, o2_bytes = self._orphan_blobs(cutoff)
@@ -180,7 +180,7 @@ class Maintenance:
                             retired.pop(dg).restore()
                         continue
                     if dg not in retired:
-                        hidden = self._blobs.retire(dg.hex())
+                        hidden = self._blobs.retire(dg.hex(), rec.placement)
                         if hidden is not None:
                             retired[dg] = hidden
                     t.delete_blob(dg)
@@ -199,9 +199,10 @@ class Maintenance:
             freed += sum(sizes)
         return removed, freed
 
-    def _is_recorded(self, hexdigest: str) -> bool:
+    def _recorded_placement(self, hexdigest: str) -> str | None:
         with self._index.read() as t:
-            return t.get_blob(bytes.fromhex(hexdigest)) is not None
+            rec = t.get_blob(bytes.fromhex(hexdigest))
+        return None if rec is None else rec.placement
 
     def _orphan_uploads(self, cutoff: float) -> tuple[int, int]:
         """Upload data without a record (a crash between its creation and the commit)."""
@@ -232,10 +233,21 @@ class Maintenance:
                 self._blobs.delete_blob(f.name)
                 n += 1
                 continue
-            dg = bytes.fromhex(f.name)
+            # A content-addressed name is its digest; a placement names its digest itself, and
+            # is also the id of the upload it was written by (which may still complete).
+            hexd, placement = (f.digest, f.name) if f.digest else (f.name, "")
+            try:
+                dg = bytes.fromhex(hexd)
+                uid = uuid.UUID(hex=placement).bytes if placement else b""
+            except ValueError:
+                continue
 
-            def commit(t: WriteTxn, dg: bytes = dg, name: str = f.name) -> bool:
-                if t.get_blob(dg) is not None:
+            def commit(t: WriteTxn, dg: bytes = dg, name: str = f.name, placement: str = placement,
+                       uid: bytes = uid) -> bool:
+                rec = t.get_blob(dg)
+                if rec is not None and rec.placement == placement:
+                    return False
+                if uid and t.get_upload(uid) is not None:
                     return False
                 self._blobs.delete_blob(name)
                 return True
@@ -255,7 +267,7 @@ class Maintenance:
         total = 0
         for dg, rec in blobs:
             digest = str(Digest.from_raw(dg))
-            size = self._blobs.stat(dg.hex())
+            size = self._blobs.stat(dg.hex(), rec.placement)
             if size is None:
                 problems.append((digest, "blob file missing"))
                 continue
@@ -263,7 +275,7 @@ class Maintenance:
                 problems.append((digest, f"size {size} differs from the recorded {rec.size}"))
                 continue
             try:
-                with self._blobs.open(dg.hex(), rec.size) as reader:
+                with self._blobs.open(dg.hex(), rec.size, rec.placement) as reader:
                     h = reader.hash()
             except (OSError, ValueError, HashStateError, EcrError) as e:
                 problems.append((digest, f"unreadable: {e}"))

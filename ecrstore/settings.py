@@ -9,13 +9,17 @@ Variables:
 
 ``ECRSTORE_STORE``
     The store directory the ``ecrstore`` commands use when no ``--store`` is given.
+
+``ECRSTORE_INDEX``, ``ECRSTORE_BLOBS``
+    The remote backends the ``ecrstore`` commands use when no ``--index`` / ``--blobs`` is
+    given (``postgresql://…``, ``s3://bucket/prefix``); unset: the embedded default.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["sha256_kernel_demand", "store_path_default"]
+__all__ = ["backend_url_default", "sha256_kernel_demand", "store_path_default"]
 
 
 def sha256_kernel_demand() -> str | None:
@@ -28,3 +32,10 @@ def store_path_default() -> str | None:
     """The store path named by ``ECRSTORE_STORE``, or None when unset or empty."""
     value = os.environ.get("ECRSTORE_STORE", "")
     return value if value.strip() else None
+
+
+def backend_url_default(kind: str) -> str | None:
+    """The URL of the ``kind`` backend (``index`` or ``blobs``) named by ``ECRSTORE_INDEX`` /
+    ``ECRSTORE_BLOBS``, or None when unset or empty."""
+    value = os.environ.get(f"ECRSTORE_{kind.upper()}", "")
+    return value.strip() or None

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import validate as v
+from .backends import open_blobs, open_index, prepare_path
 from .blobs.base import BlobReader
-from .blobs.local import Layout, LocalBlobStore
 from .creation_templates import CreationTemplates
 from .digest import parse_digest
 from .errors import (
@@ -30,7 +30,6 @@ from .errors import (
 )
 from .hashing import PartSource
 from .images import Images
-from .index.lmdb import LmdbIndex
 from .index.records import RepoRecord
 from .layers import Layers
 from .lifecycle import Lifecycle
@@ -105,6 +104,10 @@ class Store:
     serve --public-url``): repositoryUri is ``<registry_host>/<name>``; without it, ECR's
     ``<registry>.dkr.ecr.<region>.amazonaws.com/<name>``.
 
+    Backends (:mod:`ecrstore.backends`): by default an LMDB index and a local blob tree under
+    ``path``; ``index="postgresql://…"`` and ``blobs="s3://bucket/prefix"`` share one store
+    between nodes (``path`` then keeps only this node's own files).
+
     Opening: ``create=False`` refuses a path with no store (ServerException "no store at");
     ``read_only=True`` writes nothing at all, so a store on a read-only mount can be read,
     listed and verified (every write call raises ServerException).
@@ -142,12 +145,12 @@ class Store:
         create: bool = True,
         read_only: bool = False,
         registry_host: str | None = None,
+        index: str | None = None,
+        blobs: str | None = None,
     ) -> None:
         self.registry_id = v.registry_id(registry_id, DEFAULT_REGISTRY_ID)
         if not 1 <= min_part_size <= part_size <= max_part_size:
-            raise InvalidParameterException(
-                "store settings need 1 <= min_part_size <= part_size <= max_part_size"
-            )
+            raise InvalidParameterException("store settings need 1 <= min_part_size <= part_size <= max_part_size")
         if upload_ttl <= 0:
             raise InvalidParameterException("upload_ttl must be positive")
         if min(max_layers_per_image, max_images_per_repository, max_repositories_per_registry,
@@ -161,31 +164,28 @@ class Store:
         self.region = region
         self.read_only = read_only
         self.path = os.fspath(path)
-        layout = Layout(self.path)
-        if not layout.exists() and (read_only or not create):
-            raise ServerException(f"no store at {self.path}")
-        if not read_only:
-            try:
-                layout.create()
-            except OSError as e:
-                raise ServerException(f"cannot create the store at {self.path}: {e}") from e
+        layout = prepare_path(self.path, index=index, blobs=blobs, create=create, read_only=read_only)
         # The key is checked before the index opens: a refusal leaves nothing open behind it.
         self._signer = UrlSigner(os.path.join(self.path, _KEY_FILE), create=not read_only)
-        self._index = LmdbIndex(layout.index, durable=durable, read_only=read_only, map_size=map_size)
+        self._index = open_index(index, layout, durable=durable, read_only=read_only, map_size=map_size)
         self._pool_lock = threading.Lock()
         self._pool_obj: ThreadPoolExecutor | None = None
         self._pool_pid = -1
-        self._blobs = LocalBlobStore(layout, durable=durable, background=lambda fn, *a: self._pool().submit(fn, *a))
+        try:
+            self._blobs = open_blobs(blobs, layout, self._index, durable=durable,
+                                     background=lambda fn, *a: self._pool().submit(fn, *a))
+        except BaseException:
+            self._index.close()
+            raise
         self._uploads = Uploads(self._index, self._blobs, min_part_size=min_part_size, upload_ttl=upload_ttl,
                                 max_per_registry=max_uploads_per_registry, pool=self._pool)
         self._maint = Maintenance(self._index, self._blobs, self._uploads)
         self._repos = Repositories(self._index, registry_id=self.registry_id, region=region,
                                    max_per_registry=max_repositories_per_registry, registry_host=registry_host)
         self._layers = Layers(self._index, self._blobs)
-        self._images = Images(
-            self._index, self._signer,
-            max_layers=max_layers_per_image, max_images=max_images_per_repository, repo_lookup=self._repo,
-        )
+        self._images = Images(self._index, self._signer, max_layers=max_layers_per_image,
+                              max_images=max_images_per_repository, repo_lookup=self._repo,
+                              presign=self._blobs.presigned_url)
         # The control plane's areas (see the class docstring).
         self.settings = RepositorySettings(self._index, self._repos, self._images.list_referrers)
         self.policies = Policies(self._index, self._repos)
@@ -491,11 +491,12 @@ class Store:
     def get_download_url_for_layer(self, repository_name: str, layer_digest: str, *,
                                    base_url: str, registry_id: str | None = None,
                                    expires_in: float = 3600.0) -> GetDownloadUrlForLayerResult:
-        """GetDownloadUrlForLayer: a URL under ``base_url`` (where ``ecrstore serve`` listens),
-        signed with the store's key and valid for ``expires_in`` seconds. Errors:
-        LayersNotFound, LayerInaccessible (no image references the layer), RepositoryNotFound."""
-        return self._images.get_download_url_for_layer(registry_id, repository_name, layer_digest,
-                                                       base_url, expires_in)
+        """GetDownloadUrlForLayer: a presigned GET of the object with S3 blobs (as ECR's),
+        else a URL under ``base_url`` (where ``ecrstore serve`` listens) signed with the
+        store's key; valid for ``expires_in`` seconds. Errors: LayersNotFound,
+        LayerInaccessible (no image references the layer), RepositoryNotFound."""
+        return self._os(self._images.get_download_url_for_layer, registry_id, repository_name, layer_digest,
+                        base_url, expires_in)
 
     def get_manifest(self, repository_name: str, reference: str, *, registry_id: str | None = None) -> StoredManifest:
         """The manifest a tag or digest names, byte for byte. Errors: RepositoryNotFound,

@@ -294,34 +294,37 @@ class Uploads:
                 raise _already_exists(computed, repo)
             if data.size() > rec.received:
                 data.truncate(rec.received)
-            placed = False
+            placement: str | None = None  # ours, once published
             if not stored:
-                self._blobs.publish(upload, computed.hex)
-                placed = True
+                placement = self._blobs.publish(upload, computed.hex)
             now = time.time()
 
-            def commit(t: WriteTxn) -> bool:
-                nonlocal placed
+            def commit(t: WriteTxn) -> tuple[bool, bool]:
+                nonlocal placement
                 if t.get_upload(uid) != rec:
                     raise _upload_not_found(upload_id, repo)
                 t.delete_upload(uid, rec)
                 blob = t.get_blob(dg)
-                if blob is None:
-                    if not placed:  # the stored blob was reclaimed since we looked: use ours
-                        self._blobs.publish(upload, computed.hex)
-                        placed = True
-                    t.put_blob(dg, BlobRecord(rec.received, now))
+                adopted = blob is None
+                if adopted:
+                    if placement is None:  # the stored blob was reclaimed since we looked: use ours
+                        placement = self._blobs.publish(upload, computed.hex)
+                    t.put_blob(dg, BlobRecord(rec.received, now, placement))
                 if t.get_link(repo.id, dg) is not None:
-                    return False  # a racing completion of the same digest won
+                    return False, adopted  # a racing completion of the same digest won
                 t.put_link(repo.id, dg, LinkRecord(rec.received, now))
-                return True
+                return True, adopted
 
-            won = self._index.write(commit)
+            won, adopted = self._index.write(commit)
             # Only now, with the index committed, does the upload's own name go: until then a
             # crash leaves the upload whole (its record and its data), free to complete again.
             # A large duplicate of stored content takes time to free in proportion to its
             # size, which the caller need not wait for (a crash leaves an orphan for purge).
-            self._blobs.discard_upload(upload, background=not placed and rec.received >= _BACKGROUND_UNLINK_BYTES)
+            # Published but not adopted (a racing completion's blob was recorded first): a
+            # placement of its own is freed.
+            big = rec.received >= _BACKGROUND_UNLINK_BYTES
+            self._blobs.discard_upload(upload, background=placement is None and big,
+                                       orphaned=placement is not None and not adopted)
             if not won:
                 raise _already_exists(computed, repo)
             return Completed(computed, rec.received)

@@ -9,8 +9,9 @@ import os
 
 from hypothesis import settings
 
-#: Shared fixtures: a session-wide ECR server and credentials files (tests/server_fixtures.py).
-pytest_plugins = ["server_fixtures"]
+#: Shared fixtures: real backend services and the backend pairs (tests/backend_services.py), a
+#: session-wide ECR server and credentials files (tests/server_fixtures.py).
+pytest_plugins = ["backend_services", "server_fixtures"]
 
 settings.register_profile("dev", max_examples=100)
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200, print_blob=True)

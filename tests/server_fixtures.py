@@ -26,6 +26,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from backend_services import PAIRS, pair_options
 
 __all__ = [
     "KEY_A",
@@ -136,7 +137,7 @@ def _wait_until_answering(server: ServerProcess) -> None:
 
 
 def start_server(tmp: Path, *, keys: list[tuple[str, str, str]] | None = None, no_auth: bool = False,
-                 store_options: dict[str, int] | None = None, extra: list[str] = (),
+                 store_options: dict[str, Any] | None = None, extra: list[str] = (),
                  workers: int = 1, store: Path | None = None) -> ServerProcess:
     """Start ``ecrstore serve`` over a store in ``tmp`` and wait until it answers.
 
@@ -181,6 +182,16 @@ def start_server(tmp: Path, *, keys: list[tuple[str, str, str]] | None = None, n
 def ecr_server(tmp_path_factory):
     """One authenticated server for the session: keys for registries A and B, small parts."""
     server = start_server(tmp_path_factory.mktemp("ecr-server"), keys=[KEY_A, KEY_OTHER_REGISTRY])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=PAIRS)
+def ecr_server_per_backend(request, tmp_path_factory):
+    """Like ``ecr_server``, once per backend pair (a module runs on both by taking this one
+    as its ``ecr_server``)."""
+    server = start_server(tmp_path_factory.mktemp("ecr-server"), keys=[KEY_A, KEY_OTHER_REGISTRY],
+                          store_options=pair_options(request, request.param))
     yield server
     server.stop()
 

@@ -25,12 +25,13 @@ LAYERS: dict[str, int] = {
                      "ecrstore.policy", "ecrstore.lifecycle_rules"], LOW),
     **dict.fromkeys(["ecrstore.index", "ecrstore.index.base", "ecrstore.index.records", "ecrstore.index.lmdb",
                      "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate", "ecrstore.index.postgres",
-                     "ecrstore.blobs", "ecrstore.blobs.base", "ecrstore.blobs.local", "ecrstore.urls"], BACKENDS),
+                     "ecrstore.index.pg_schema", "ecrstore.blobs", "ecrstore.blobs.base", "ecrstore.blobs.local",
+                     "ecrstore.blobs.s3", "ecrstore.blobs.s3_bucket", "ecrstore.urls"], BACKENDS),
     **dict.fromkeys(["ecrstore.uploads", "ecrstore.images", "ecrstore.repositories", "ecrstore.layers",
                      "ecrstore.maintenance", "ecrstore.documents", "ecrstore.repository_settings",
                      "ecrstore.policies", "ecrstore.lifecycle", "ecrstore.replication", "ecrstore.pull_through",
                      "ecrstore.scanning", "ecrstore.scanning_rules", "ecrstore.creation_templates"], POLICY),
-    **dict.fromkeys(["ecrstore", "ecrstore.store"], FACADE),
+    **dict.fromkeys(["ecrstore", "ecrstore.store", "ecrstore.backends"], FACADE),
 }
 #: Front-end packages: every module in them is a front end (their inner layering is checked
 #: by their own tests, e.g. tests/test_server_layout.py).
@@ -38,7 +39,8 @@ FRONT_PACKAGES = ("ecrstore.server", "ecrstore.cli", "ecrstore.transfer")
 
 #: Backend internals: only the facade may build them; policy and front ends go through seams.
 BACKEND_INTERNALS = {"ecrstore.index.lmdb", "ecrstore.index.lmdb_codec", "ecrstore.index.lmdb_migrate",
-                     "ecrstore.index.postgres", "ecrstore.blobs.local"}
+                     "ecrstore.index.postgres", "ecrstore.index.pg_schema", "ecrstore.blobs.local",
+                     "ecrstore.blobs.s3", "ecrstore.blobs.s3_bucket"}
 #: The only modules that make file-system calls on store files (front ends read their own
 #: inputs: import sources, credentials files).
 FILE_CALLERS = {"ecrstore.blobs.local", "ecrstore.hashing", "ecrstore.fsutil", "ecrstore.urls"}
@@ -135,13 +137,19 @@ def test_only_the_postgres_backend_imports_psycopg():
     assert users == {"ecrstore.index.postgres"}
 
 
+def test_only_the_s3_bucket_talks_to_s3_among_the_backends():
+    users = {m for m, p in modules().items() if LAYERS.get(m) == BACKENDS
+             and any(i.split(".")[0] in ("botocore", "boto3") for i in imports(p))}
+    assert users == {"ecrstore.blobs.s3_bucket"}
+
+
 def test_errors_import_nothing_of_the_package():
     assert not package_modules(imports(modules()["ecrstore.errors"]))
 
 
 def test_backend_internals_are_reached_only_by_the_facade_and_themselves():
     for module, path in modules().items():
-        if path.suffix != ".py" or module in BACKEND_INTERNALS or module == "ecrstore.store":
+        if path.suffix != ".py" or module in BACKEND_INTERNALS or module in ("ecrstore.store", "ecrstore.backends"):
             continue
         bad = package_modules(imports(path)) & BACKEND_INTERNALS
         assert not bad, f"{module} reaches backend internals {bad}"

@@ -11,18 +11,21 @@ same whatever the backend. The contract, checked for every backend by ``tests/ba
   other) an :class:`UploadData` to write parts at offsets. Writes are durable when they
   return in durable mode. A staging area is never readable as a blob.
 * **Publish.** :meth:`BlobStore.publish` makes an upload's bytes readable under a digest, in
-  time independent of their size (a rename, a link or a small pointer object: never a copy),
-  durable on return in durable mode. It is idempotent: publishing content already published
-  under that digest succeeds. The upload keeps its own name until
-  :meth:`BlobStore.discard_upload`, so a crash between publish and the index commit loses
-  nothing. A backend without rename (S3) keeps the object where it was written and records
-  the digest → object mapping itself.
+  time independent of their size (a rename, a link, or completing the object in place: never
+  a copy), durable on return in durable mode, and answers the blob's *placement*: "" where
+  the digest itself names the content (a content-addressed tree), else where the bytes are
+  (S3: the object's name), which the index records beside the digest and hands back to every
+  read and delete. It is idempotent: publishing content already published under that digest
+  succeeds. The upload keeps its own name until :meth:`BlobStore.discard_upload`, so a crash
+  between publish and the index commit loses nothing.
 * **Read.** :meth:`BlobStore.open` answers a reader only for content whose stored size is the
   size the index recorded; anything else (missing, truncated) is ServerException before a
   byte is read, so a damaged blob is never served as a short 200.
-* **Delete.** :meth:`BlobStore.retire` hides a blob before the index commit that forgets it;
-  :meth:`Retired.restore` puts it back if that commit fails, :meth:`Retired.drop` frees it
-  after. :meth:`BlobStore.recover_retired` finishes what a crash interrupted.
+* **Delete.** :meth:`BlobStore.retire` marks a blob (hides it, or records that it is being
+  deleted) before the index commit that forgets it; :meth:`Retired.restore` undoes that if
+  the commit fails, :meth:`Retired.drop` frees the bytes after it. So bytes are deleted only
+  once the index no longer references them, and :meth:`BlobStore.recover_retired` finishes
+  what a crash interrupted at any step.
 * **List.** :meth:`BlobStore.iter_blobs` and :meth:`BlobStore.iter_uploads` list what is
   stored, with ages, so the engine can find orphans (stored but not in the index).
 * Failures of the medium raise OSError (the engine translates it to ServerException).
@@ -42,13 +45,16 @@ __all__ = ["BlobReader", "BlobStore", "Retired", "StoredFile", "UploadData"]
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """An entry of a listing. ``name`` is a hex digest (blobs) or upload id (uploads);
-    ``temporary`` marks a placement cut short (never a blob, always safe to remove once old)."""
+    """An entry of a listing. ``name`` is a hex digest (blobs of a content-addressed backend),
+    a placement (``digest`` then names the content published there) or an upload id
+    (uploads); ``temporary`` marks a placement cut short (never a blob, always safe to
+    remove once old)."""
 
     name: str
     size: int
     changed_at: float
     temporary: bool = False
+    digest: str = ""
 
 
 class BlobReader(Protocol):
@@ -143,29 +149,34 @@ class BlobStore(Protocol):
         an upload with no data at all is opened empty."""
         ...
 
-    def discard_upload(self, upload: str, *, background: bool = False) -> None:
+    def discard_upload(self, upload: str, *, background: bool = False, orphaned: bool = False) -> None:
         """Remove an upload's staging name (its bytes live on if published). ``background``:
-        the caller need not wait for the space to be freed (a crash leaves an orphan)."""
+        the caller need not wait for the space to be freed (a crash leaves an orphan).
+        ``orphaned``: the upload was published but the index recorded another placement for
+        its digest (a racing completion won), so a placement of its own is freed too."""
         ...
 
-    def publish(self, upload: str, hexdigest: str) -> None: ...
+    def publish(self, upload: str, hexdigest: str) -> str:
+        """Publish an open upload's bytes under ``hexdigest``; answer the placement."""
+        ...
 
-    def open(self, hexdigest: str, size: int) -> BlobReader: ...
+    def open(self, hexdigest: str, size: int, placement: str = "") -> BlobReader: ...
 
-    def stat(self, hexdigest: str) -> int | None:
+    def stat(self, hexdigest: str, placement: str = "") -> int | None:
         """The stored size of a blob, or None when it is not stored."""
         ...
 
-    def presigned_url(self, hexdigest: str, expires_in: float) -> str | None:
+    def presigned_url(self, hexdigest: str, expires_in: float, placement: str = "") -> str | None:
         """A URL a client can GET the blob from directly, or None (served by the front end)."""
         ...
 
-    def retire(self, hexdigest: str) -> Retired | None:
-        """Hide a blob ahead of the index commit that forgets it; None when not stored."""
+    def retire(self, hexdigest: str, placement: str = "") -> Retired | None:
+        """Mark a blob ahead of the index commit that forgets it; None when not stored."""
         ...
 
-    def recover_retired(self, is_recorded: Callable[[str], bool]) -> int:
-        """Restore retired blobs the index still records, free the others; answer how many."""
+    def recover_retired(self, lookup: Callable[[str], str | None]) -> int:
+        """Restore retired blobs the index still records (``lookup(hexdigest)`` answers the
+        recorded placement, None when not recorded), free the others; answer how many."""
         ...
 
     def delete_blob(self, name: str) -> None:

@@ -310,16 +310,17 @@ class LocalBlobStore:
         finally:
             os.close(fd)
 
-    def discard_upload(self, upload: str, *, background: bool = False) -> None:
+    def discard_upload(self, upload: str, *, background: bool = False, orphaned: bool = False) -> None:
         path = self.layout.upload(upload)
         if background:
             self._background(unlink_quiet, path)
         else:
             unlink_quiet(path)
 
-    def publish(self, upload: str, hexdigest: str) -> None:
+    def publish(self, upload: str, hexdigest: str) -> str:
         """Give the upload's data file its blob name too (a hard link, then an atomic rename
-        over any orphan of an earlier attempt), and make that name durable."""
+        over any orphan of an earlier attempt), and make that name durable. The digest names
+        the content: the placement is ""."""
         path = self.layout.upload(upload)
         tmp = self.layout.blob_temp(hexdigest)
         os.chmod(path, BLOB_MODE, follow_symlinks=False)  # read-only from the moment it has its name
@@ -331,27 +332,28 @@ class LocalBlobStore:
             raise
         if self.durable:
             fsync_dir(self.layout.blob_dir(hexdigest))
+        return ""
 
     # --- read ----------------------------------------------------------------------------
 
-    def open(self, hexdigest: str, size: int) -> LocalBlobReader:
+    def open(self, hexdigest: str, size: int, placement: str = "") -> LocalBlobReader:
         try:
             return LocalBlobReader(self.layout.blob(hexdigest), str(Digest(SHA256, hexdigest)), size)
         except FileNotFoundError:
             raise ServerException(f"the stored blob {Digest(SHA256, hexdigest)} is missing") from None
 
-    def stat(self, hexdigest: str) -> int | None:
+    def stat(self, hexdigest: str, placement: str = "") -> int | None:
         try:
             return os.stat(self.layout.blob(hexdigest), follow_symlinks=False).st_size
         except FileNotFoundError:
             return None
 
-    def presigned_url(self, hexdigest: str, expires_in: float) -> str | None:
+    def presigned_url(self, hexdigest: str, expires_in: float, placement: str = "") -> str | None:
         return None  # files are served by the front end's signed download route
 
     # --- delete --------------------------------------------------------------------------
 
-    def retire(self, hexdigest: str) -> _RetiredFile | None:
+    def retire(self, hexdigest: str, placement: str = "") -> _RetiredFile | None:
         path = self.layout.blob(hexdigest)
         trash = self.layout.trash_path(f"{hexdigest}.{uuid.uuid4().hex}")
         try:
@@ -360,12 +362,12 @@ class LocalBlobStore:
             return None
         return _RetiredFile(path, trash)
 
-    def recover_retired(self, is_recorded: Callable[[str], bool]) -> int:
+    def recover_retired(self, lookup: Callable[[str], str | None]) -> int:
         n = 0
         for name in os.listdir(self.layout.trash):
             hexd = name.split(".", 1)[0]
             path = self.layout.trash_path(name)
-            keep = len(hexd) == 64 and set(hexd) <= _HEX and is_recorded(hexd)
+            keep = len(hexd) == 64 and set(hexd) <= _HEX and lookup(hexd) is not None
             if keep and not os.path.exists(self.layout.blob(hexd)):
                 os.rename(path, self.layout.blob(hexd))
             else:

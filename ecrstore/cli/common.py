@@ -111,6 +111,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, json_output: bool, to
     group = parser.add_argument_group("global options (also accepted before the command)")
     group.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS,
                        help=f"store directory (default: $ECRSTORE_STORE, else {DEFAULT_STORE})")
+    group.add_argument("--index", metavar="URL", default=argparse.SUPPRESS,
+                       help="the index in PostgreSQL, shared by many nodes: postgresql://user@host/db "
+                            "(default: $ECRSTORE_INDEX, else LMDB in the store directory)")
+    group.add_argument("--blobs", metavar="URL", default=argparse.SUPPRESS,
+                       help="layer bytes in an S3-compatible store: s3://bucket/prefix, with --index "
+                            "(default: $ECRSTORE_BLOBS, else files in the store directory)")
     group.add_argument("--registry-id", metavar="ID", type=registry_id_arg, default=argparse.SUPPRESS,
                        help=f"the store's default registry id, 12 digits (default: {ENGINE_DEFAULTS['registry_id']})")
     group.add_argument("--region", metavar="NAME", default=argparse.SUPPRESS,
@@ -141,6 +147,8 @@ def resolve_globals(args: argparse.Namespace) -> None:
     if not store:
         store = getattr(args, "store_fallback", None) or settings.store_path_default() or DEFAULT_STORE
     args.store = store
+    args.index = getattr(args, "index", None) or settings.backend_url_default("index")
+    args.blobs = getattr(args, "blobs", None) or settings.backend_url_default("blobs")
     args.registry_id = getattr(args, "registry_id", None)
     args.region = getattr(args, "region", None)
     args.log_level = getattr(args, "log_level", "info")
@@ -150,7 +158,7 @@ def resolve_globals(args: argparse.Namespace) -> None:
 def store_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for :class:`ecrstore.Store` from the options given (only those)."""
     options: dict[str, Any] = {}
-    for name in ("registry_id", "region", "part_size", "min_part_size", "max_part_size", "upload_ttl",
+    for name in ("index", "blobs", "registry_id", "region", "part_size", "min_part_size", "max_part_size", "upload_ttl",
                  "max_repositories_per_registry", "max_uploads_per_registry"):
         value = getattr(args, name, None)
         if value is not None:

@@ -126,13 +126,13 @@ def decode_upload(raw: bytes) -> UploadRecord:
 
 
 def encode_blob(rec: BlobRecord) -> bytes:
-    return _SIZED.pack(FORMAT_VERSION, rec.size, rec.created)
+    return _SIZED.pack(FORMAT_VERSION, rec.size, rec.created) + rec.placement.encode()
 
 
 def decode_blob(raw: bytes) -> BlobRecord:
-    version, size, created = _SIZED.unpack(raw)
+    version, size, created = _SIZED.unpack_from(raw)
     _version(version, "blob")
-    return BlobRecord(size, created)
+    return BlobRecord(size, created, bytes(raw[_SIZED.size:]).decode())
 
 
 def encode_link(rec: LinkRecord) -> bytes:

@@ -28,6 +28,7 @@ are kept by every write: nothing is counted by a scan except :meth:`PgTxn.counts
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import random
 import threading
@@ -43,56 +44,13 @@ from psycopg import pq
 
 from ..errors import ServerException
 from .base import Index, IndexCounts
+from .pg_schema import MIGRATIONS, migrate, schema_version
 from .records import BlobRecord, ImageRecord, LinkRecord, RepoRecord, UploadRecord
 
 __all__ = ["MIGRATIONS", "PgTxn", "PostgresIndex"]
 
 T = TypeVar("T")
 
-#: The schema, one script per version, applied in order (never edit one: append a new one).
-#: Primary-key columns are NOT NULL by PostgreSQL's rule.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE SEQUENCE repo_id_seq;
-    CREATE TABLE repos (
-        registry_id text NOT NULL, name bytea NOT NULL, id bigint NOT NULL UNIQUE,
-        created_at float8 NOT NULL, image_tag_mutability text NOT NULL,
-        exclusion_filters jsonb NOT NULL, scan_on_push boolean NOT NULL,
-        encryption_type text NOT NULL, kms_key text, tags jsonb NOT NULL,
-        PRIMARY KEY (registry_id, name));
-    CREATE TABLE uploads (
-        uid bytea PRIMARY KEY, repo_id bigint NOT NULL, created float8 NOT NULL,
-        updated float8 NOT NULL, received bigint NOT NULL, parts bigint NOT NULL,
-        small_part boolean NOT NULL, last_first bigint NOT NULL, last_last bigint NOT NULL,
-        last_xxh bytea NOT NULL, state bytea NOT NULL);
-    CREATE INDEX uploads_by_updated ON uploads (updated, uid);
-    CREATE INDEX uploads_by_repo ON uploads (repo_id, uid);
-    CREATE TABLE blobs (dg bytea PRIMARY KEY, size bigint NOT NULL, created float8 NOT NULL);
-    CREATE TABLE links (
-        repo_id bigint NOT NULL, dg bytea NOT NULL, size bigint NOT NULL,
-        linked_at float8 NOT NULL, media_type text NOT NULL, PRIMARY KEY (repo_id, dg));
-    CREATE INDEX blob_links ON links (dg, repo_id);
-    CREATE TABLE images (
-        repo_id bigint NOT NULL, dg bytea NOT NULL, pushed_at float8 NOT NULL,
-        size bigint NOT NULL, media_type text NOT NULL, artifact_media_type text NOT NULL,
-        manifest bytea NOT NULL, PRIMARY KEY (repo_id, dg));
-    CREATE TABLE tags (
-        repo_id bigint NOT NULL, tag bytea NOT NULL, dg bytea NOT NULL, PRIMARY KEY (repo_id, tag));
-    CREATE INDEX image_tags ON tags (repo_id, dg, tag);
-    CREATE TABLE image_refs (repo_id bigint, child bytea, parent bytea, PRIMARY KEY (repo_id, child, parent));
-    CREATE TABLE layer_refs (
-        repo_id bigint NOT NULL, layer bytea NOT NULL, image bytea NOT NULL,
-        media_type text NOT NULL, PRIMARY KEY (repo_id, layer, image));
-    CREATE TABLE referrers (repo_id bigint, subject bytea, referrer bytea, PRIMARY KEY (repo_id, subject, referrer));
-    CREATE TABLE counts (kind text, owner text, n bigint NOT NULL, PRIMARY KEY (kind, owner));
-    CREATE TABLE docs (kind text, key bytea, value bytea NOT NULL, PRIMARY KEY (kind, key));
-    CREATE TABLE flush (id integer PRIMARY KEY, n bigint NOT NULL);
-    INSERT INTO flush VALUES (1, 0);
-    """,
-)
-
-#: pg_advisory_xact_lock key serialising schema migrations of every node ("ecrstore").
-_MIGRATION_LOCK = 0x6563_7273_746F_7265
 _RETRIABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _MAX_ATTEMPTS = 40
 _PAGE = 1000  # rows fetched per query by the ordered iterations
@@ -261,18 +219,18 @@ class PgTxn:
 
     # blobs and links
     def get_blob(self, dg: bytes) -> BlobRecord | None:
-        row = self._one("SELECT size, created FROM blobs WHERE dg = %s", (dg,))
-        return None if row is None else BlobRecord(row[0], row[1])
+        row = self._one("SELECT size, created, placement FROM blobs WHERE dg = %s", (dg,))
+        return None if row is None else BlobRecord(row[0], row[1], row[2])
 
     def put_blob(self, dg: bytes, rec: BlobRecord) -> None:
-        self._upsert("blobs", "dg", "size, created", (dg, rec.size, rec.created))
+        self._upsert("blobs", "dg", "size, created, placement", (dg, rec.size, rec.created, rec.placement))
 
     def delete_blob(self, dg: bytes) -> None:
         self._run("DELETE FROM blobs WHERE dg = %s", (dg,))
 
     def iter_blobs(self) -> Iterator[tuple[bytes, BlobRecord]]:
-        for row in self._pages("dg, size, created", "blobs", "TRUE", (), ("dg",)):
-            yield bytes(row[0]), BlobRecord(row[1], row[2])
+        for row in self._pages("dg, size, created, placement", "blobs", "TRUE", (), ("dg",)):
+            yield bytes(row[0]), BlobRecord(row[1], row[2], row[3])
 
     def blob_link_repos(self, dg: bytes) -> list[int]:
         return [int(r[0]) for r in self._rows("SELECT repo_id FROM links WHERE dg = %s ORDER BY repo_id", (dg,))]
@@ -429,31 +387,6 @@ class PgTxn:
 # --- the index -------------------------------------------------------------------------------
 
 
-def _migrate(conn: psycopg.Connection[Any]) -> None:
-    """Apply the migrations not yet applied, in order, in one transaction under an advisory
-    lock: nodes opening the same database at once wait for each other, and a failed
-    migration leaves the schema as it was."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS ecrstore_schema "
-                     "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        applied = _schema_version(conn)
-        if applied > len(MIGRATIONS):
-            raise ServerException(f"the index schema version {applied} is newer than this ecrstore "
-                                  f"knows ({len(MIGRATIONS)})")
-        for version in range(applied + 1, len(MIGRATIONS) + 1):
-            conn.execute(MIGRATIONS[version - 1])
-            conn.execute("INSERT INTO ecrstore_schema (version) VALUES (%s)", (version,))
-
-
-def _schema_version(conn: psycopg.Connection[Any]) -> int:
-    """The last migration applied; 0 for a database ecrstore never opened."""
-    if conn.execute("SELECT to_regclass('ecrstore_schema')").fetchone() == (None,):
-        return 0
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM ecrstore_schema").fetchone()
-    return 0 if row is None else int(row[0])
-
-
 class PostgresIndex:
     """An index in a PostgreSQL database, shared by threads (a connection pool) and by every
     process and node that opens the same database.
@@ -468,7 +401,7 @@ class PostgresIndex:
     """
 
     def __init__(self, dsn: str, *, durable: bool = True, read_only: bool = False, pool_size: int = 8,
-                 connect_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 30.0, lock_pool_size: int = 64) -> None:
         self.durable = durable
         self.read_only = read_only
         self._timeout = connect_timeout
@@ -479,21 +412,29 @@ class PostgresIndex:
             dsn, min_size=1, max_size=self._max_size, kwargs={"autocommit": True},
             configure=self._configure, open=False, name="ecrstore-index",
         )
+        # Held locks pin a session each: a pool of their own, so holders never starve the
+        # transactions they wait on. Keepalives end a dead node's sessions, and so its locks.
+        self._locks: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = psycopg_pool.ConnectionPool(
+            dsn, min_size=0, max_size=max(1, lock_pool_size), open=False, name="ecrstore-locks",
+            kwargs={"autocommit": True, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                    "keepalives_count": 3},
+        )
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
+            self._locks.open(wait=False)
             with self._connection() as conn:
                 if read_only:
-                    version = _schema_version(conn)
+                    version = schema_version(conn)
                     if version != len(MIGRATIONS):
                         raise ServerException(f"the index schema is at version {version}, this ecrstore needs "
                                               f"{len(MIGRATIONS)}: open it writable once to migrate")
                 else:
-                    _migrate(conn)
+                    migrate(conn)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
-            self._pool.close()
+            self._close_pools()
             raise ServerException(f"cannot open the index database: {e}") from e
         except BaseException:
-            self._pool.close()
+            self._close_pools()
             raise
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
@@ -570,6 +511,36 @@ class PostgresIndex:
                 raise ServerException(f"index write failed: {e}") from e
         raise ServerException(f"index write failed: still conflicting after {_MAX_ATTEMPTS} attempts")
 
+    @contextmanager
+    def lock(self, name: str, *, wait: bool = True, timeout: float = 300.0) -> Iterator[bool]:
+        """A lock named ``name`` held by one holder at a time across every thread, process and
+        node of this database (a session advisory lock), until the context exits; yields
+        True, or False at once with ``wait=False`` while another holds it. A holder that dies
+        releases it when the database sees its session end (at once for a killed process,
+        within keepalive time for a lost node). Raises ServerException after ``timeout``
+        seconds of waiting, or when the database is unreachable."""
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        try:
+            with self._locks.connection(timeout=self._timeout) as conn:
+                if wait:
+                    conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+                    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                    held = True
+                else:
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                    held = bool(row and row[0])
+                try:
+                    yield held
+                finally:
+                    if held and not conn.broken:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except psycopg_pool.PoolTimeout as e:
+            raise ServerException(f"no index database connection for a lock: {e}") from e
+        except pg_errors.LockNotAvailable as e:
+            raise ServerException(f"the lock {name} is still held after {timeout:.0f} s") from e
+        except psycopg.Error as e:
+            raise ServerException(f"index lock failed: {e}") from e
+
     def sync(self) -> None:
         """Make every commit so far durable: one tiny commit with ``synchronous_commit=on``
         flushes the write-ahead log up to its own record, so every earlier commit with it."""
@@ -587,7 +558,11 @@ class PostgresIndex:
         with self._close_lock:
             if not self._closed:
                 self._closed = True
-                self._pool.close()
+                self._close_pools()
+
+    def _close_pools(self) -> None:
+        self._locks.close()
+        self._pool.close()
 
 
 def _conforms(ix: PostgresIndex) -> Index:

@@ -54,10 +54,12 @@ class UploadRecord:
 
 @dataclass(frozen=True, slots=True)
 class BlobRecord:
-    """Stored content: its size and when it was first committed."""
+    """Stored content: its size, when it was first committed, and its placement in the blob
+    backend ("" where the digest names the content; see :mod:`ecrstore.blobs.base`)."""
 
     size: int
     created: float
+    placement: str = ""
 
 
 @dataclass(frozen=True, slots=True)

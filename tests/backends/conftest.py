@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from backend_processes import call_with_handle, open_local
-from postgres_server import PostgresServer
-from postgres_server import start as start_postgres
+from backend_processes import call_with_handle, open_local, open_s3
 
 from ecrstore.blobs.local import Layout
 from ecrstore.index.lmdb import LmdbIndex
@@ -55,16 +53,17 @@ def _local(request, tmp_path) -> Backend:
     return Backend("local", open_local(root), functools.partial(open_local, root))
 
 
+def _s3(request, tmp_path) -> Backend:
+    # S3 uploads are locked in the index database: a PostgreSQL index of its own lends them.
+    dsn = request.getfixturevalue("postgres_server").new_database()
+    url = f"s3://{request.getfixturevalue('seaweed_server').new_bucket()}/blobs"
+    backend = Backend("s3", open_s3(url, dsn), functools.partial(open_s3, url, dsn))
+    request.addfinalizer(backend.instance.lock_index.close)
+    return backend
+
+
 INDEXES = {"lmdb": _lmdb, "postgresql": _postgresql}
-BLOBS = {"local": _local}
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session (each test gets a database of its own)."""
-    server = start_postgres()
-    yield server
-    server.stop()
+BLOBS = {"local": _local, "s3": _s3}
 
 
 @pytest.fixture(params=sorted(INDEXES))

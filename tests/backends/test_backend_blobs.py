@@ -25,13 +25,19 @@ def write(store, upload: str, data: bytes) -> None:
         d.write(0, memoryview(data))
 
 
-def published(store, data: bytes) -> str:
+def published(store, data: bytes) -> tuple[str, str]:
+    """Publish ``data`` from an upload of its own; its (hex digest, placement)."""
     upload = new_upload(store)
     write(store, upload, data)
     hexd = hashlib.sha256(data).hexdigest()
-    store.publish(upload, hexd)
+    placement = store.publish(upload, hexd)
     store.discard_upload(upload)
-    return hexd
+    return hexd, placement
+
+
+def stored_digests(store) -> set[str]:
+    """The digests of the blobs listed (a placement's entry names its digest)."""
+    return {f.digest or f.name for f in store.iter_blobs() if not f.temporary}
 
 
 def test_upload_data_written_at_offsets_cut_and_hashed(blobs):
@@ -84,11 +90,11 @@ def test_appended_chunks_are_flushed_then_sized_and_hashed(blobs):
         assert d.hash_range(Sha256(), 0, d.size()).hexdigest() == hashlib.sha256(whole + b"TAIL!").hexdigest()
     with store.open_upload(upload, received=len(whole) + 5) as d:  # a later writer sees them all
         assert d.size() == len(whole) + 5
-        d.append(3, [b"XY"])  # at any offset, over bytes already there
+        d.truncate(6)  # back to what the index acknowledged, then on from there
+        d.append(6, [b"XY"])
         d.flush()
-        assert d.hash_range(Sha256(), 0, 6).hexdigest() == hashlib.sha256(b"abcXYf").hexdigest()
-    assert blobs.in_other_process(_hash_upload, upload, len(whole) + 5) == hashlib.sha256(
-        b"abcXYf" + whole[6:] + b"TAIL!").hexdigest()
+        assert d.hash_range(Sha256(), 0, 8).hexdigest() == hashlib.sha256(b"abcdefXY").hexdigest()
+    assert blobs.in_other_process(_hash_upload, upload, 8) == hashlib.sha256(b"abcdefXY").hexdigest()
 
 
 def _hash_upload(store, upload: str, size: int) -> str:
@@ -103,71 +109,71 @@ def test_uploads_are_invisible_until_published(blobs):
     upload = new_upload(store)
     write(store, upload, data)
     assert store.stat(hexd) is None
-    assert hexd not in {f.name for f in store.iter_blobs()}
+    assert hexd not in stored_digests(store)
     assert upload in {f.name for f in store.iter_uploads()}
     with pytest.raises(ServerException):
         store.open(hexd, len(data))
-    store.publish(upload, hexd)
-    assert store.stat(hexd) == len(data)
-    with store.open(hexd, len(data)) as r:
+    placement = store.publish(upload, hexd)
+    assert store.stat(hexd, placement) == len(data)
+    assert hexd in stored_digests(store)
+    with store.open(hexd, len(data), placement) as r:
         assert r.read() == data and r.size == len(data) and r.digest == f"sha256:{hexd}"
         assert r.hash().hexdigest() == hexd
         assert b"".join(r.iter_chunks(7, 3, 20)) == data[3:23]
     store.discard_upload(upload)
     assert upload not in {f.name for f in store.iter_uploads()}
-    with store.open(hexd, len(data)) as r:  # the published bytes outlive the upload's name
+    with store.open(hexd, len(data), placement) as r:  # the published bytes outlive the upload's name
         assert r.read() == data
 
 
 def test_publish_is_idempotent(blobs):
     store = blobs.instance
     data = b"same content"
-    hexd = published(store, data)
-    again = published(store, data)
-    assert again == hexd and store.stat(hexd) == len(data)
-    assert [f.name for f in store.iter_blobs() if not f.temporary] == [hexd]
+    hexd, placement = published(store, data)
+    again, other = published(store, data)
+    assert again == hexd and store.stat(hexd, placement) == store.stat(hexd, other) == len(data)
+    assert stored_digests(store) == {hexd}
 
 
 def test_a_reader_refuses_content_not_of_the_recorded_size(blobs):
     store = blobs.instance
-    hexd = published(store, b"twelve bytes")
+    hexd, placement = published(store, b"twelve bytes")
     with pytest.raises(ServerException):
-        store.open(hexd, 13)
+        store.open(hexd, 13, placement)
     with pytest.raises(ServerException):
         store.open("0" * 64, 1)
 
 
 def test_retire_restore_drop(blobs):
     store = blobs.instance
-    hexd = published(store, b"to be deleted")
-    retired = store.retire(hexd)
-    assert retired is not None and store.stat(hexd) is None
+    hexd, placement = published(store, b"to be deleted")
+    retired = store.retire(hexd, placement)
+    assert retired is not None
     retired.restore()
-    assert store.stat(hexd) == len(b"to be deleted")
-    store.retire(hexd).drop()
-    assert store.stat(hexd) is None
-    assert store.retire(hexd) is None  # not stored: nothing to retire
+    assert store.stat(hexd, placement) == len(b"to be deleted")
+    store.retire(hexd, placement).drop()
+    assert store.stat(hexd, placement) is None and hexd not in stored_digests(store)
 
 
 @pytest.mark.parametrize("recorded", [True, False])
 def test_recovery_after_a_crash_mid_deletion(blobs, recorded):
     store = blobs.instance
-    hexd = published(store, b"interrupted")
-    assert store.retire(hexd) is not None  # then the process died: neither restored nor dropped
-    assert store.recover_retired(lambda h: recorded and h == hexd) == 1
-    assert (store.stat(hexd) is not None) == recorded
-    assert store.recover_retired(lambda h: True) == 0
+    hexd, placement = published(store, b"interrupted")
+    assert store.retire(hexd, placement) is not None  # then the process died: neither restored nor dropped
+    assert store.recover_retired(lambda h: placement if recorded and h == hexd else None) == 1
+    assert (store.stat(hexd, placement) is not None) == recorded
+    assert store.recover_retired(lambda h: placement) == 0
 
 
 def test_listing_and_deleting_blobs(blobs):
     store = blobs.instance
-    names = {published(store, bytes([i]) * (i + 1)) for i in range(5)}
-    listed = {f.name: f for f in store.iter_blobs() if not f.temporary}
-    assert set(listed) == names
+    blobs_in = dict(published(store, bytes([i]) * (i + 1)) for i in range(5))
+    listed = {f.digest or f.name: f for f in store.iter_blobs() if not f.temporary}
+    assert set(listed) == set(blobs_in)
     assert all(f.changed_at <= time.time() + 1 and f.size > 0 for f in listed.values())
-    victim = sorted(names)[0]
-    store.delete_blob(victim)
-    assert store.stat(victim) is None and victim not in {f.name for f in store.iter_blobs()}
+    victim = sorted(blobs_in)[0]
+    store.delete_blob(listed[victim].name)
+    assert store.stat(victim, blobs_in[victim]) is None and victim not in stored_digests(store)
 
 
 def test_one_writer_per_upload(blobs):
@@ -245,20 +251,20 @@ def test_missing_acknowledged_data_is_an_error(blobs):
         assert d.size() == 0
 
 
-def _read_blob(store, hexd: str, size: int) -> bytes:
-    with store.open(hexd, size) as r:
+def _read_blob(store, hexd: str, size: int, placement: str) -> bytes:
+    with store.open(hexd, size, placement) as r:
         return r.read()
 
 
-def _publish_in(store, data: bytes) -> str:
+def _publish_in(store, data: bytes) -> tuple[str, str]:
     return published(store, data)
 
 
 def test_another_process_shares_the_data(blobs):
-    hexd = published(blobs.instance, b"shared")
-    assert blobs.in_other_process(_read_blob, hexd, 6) == b"shared"
-    theirs = blobs.in_other_process(_publish_in, b"from elsewhere")
-    assert _read_blob(blobs.instance, theirs, len(b"from elsewhere")) == b"from elsewhere"
+    hexd, placement = published(blobs.instance, b"shared")
+    assert blobs.in_other_process(_read_blob, hexd, 6, placement) == b"shared"
+    theirs, where = blobs.in_other_process(_publish_in, b"from elsewhere")
+    assert _read_blob(blobs.instance, theirs, len(b"from elsewhere"), where) == b"from elsewhere"
 
 
 def _hold_upload(store, upload: str, seconds: float) -> str:
@@ -312,6 +318,6 @@ def test_a_non_waiting_open_is_refused_while_another_process_writes(blobs):
 
 
 def test_presigned_urls_are_optional(blobs):
-    hexd = published(blobs.instance, b"x")
-    url = blobs.instance.presigned_url(hexd, 60)
+    hexd, placement = published(blobs.instance, b"x")
+    url = blobs.instance.presigned_url(hexd, 60, placement)
     assert url is None or url.startswith(("http://", "https://"))

@@ -160,7 +160,7 @@ def start(*, ip: str = "127.0.0.1") -> SeaweedServer:
         json.dump(_identity_config(access_key, secret_key), f)
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
     args = [
-        weed, "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", f"-metricsIp={ip}",
+        weed, f"-logdir={root}", "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", f"-metricsIp={ip}",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
         # Volumes are sparse files grown on demand, one per bucket (see _ENV): many buckets cost little.
         "-master.volumeSizeLimitMB=64", "-volume.max=1000",
