@@ -498,6 +498,11 @@ class UploadStream:
                 try:
                     self._data.flush()
                 except OSError as e:
+                    # The upload taken away meanwhile (its data with it) is what the client hears.
+                    with self._uploads._index.read() as t:
+                        gone = t.get_upload(self.uid) != self.record
+                    if gone:
+                        raise _upload_not_found(self.upload_id, self.repo) from e
                     raise storage_failure(e) from e
                 # The record the next commit checks against is the one this one wrote.
                 self.record = self._uploads._commit_stream(self)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import urllib.error
+import urllib.request
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -20,8 +23,8 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with open_store(tmp_path / "store") as s:
+def store(tmp_path, backends):
+    with open_store(tmp_path / "store", **backends) as s:
         s.create_repository("app")
         yield s
 
@@ -233,7 +236,7 @@ def test_listing_is_stable_while_images_are_pushed(store):
     assert {digest_of(t.encode()) for t in texts[:6]} <= set(seen)  # nothing that existed skipped
 
 
-def test_download_url_signed_and_checked(store):
+def test_download_url_signed_and_checked(store, backends):
     text, layers, _ = image(store)
     orphan = push(store, "app", b"not referenced by any image")
     with pytest.raises(errors.LayerInaccessibleException):
@@ -244,6 +247,9 @@ def test_download_url_signed_and_checked(store):
     with pytest.raises(errors.LayersNotFoundException):
         store.get_download_url_for_layer("app", "sha256:" + "2" * 64, base_url=BASE)
     url = store.get_download_url_for_layer("app", layers[0], base_url="http://127.0.0.1:9", expires_in=60).download_url
+    if backends:
+        _check_presigned_s3_get(store, url, layers)
+        return
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     registry, repository, digest = store.url_signer.verify("GET", parts.path, query)
@@ -259,6 +265,24 @@ def test_download_url_signed_and_checked(store):
     expired = store.get_download_url_for_layer("app", layers[0], base_url=BASE, expires_in=-1).download_url
     with pytest.raises(errors.AccessDeniedException):
         store.url_signer.verify("GET", urlsplit(expired).path, dict(parse_qsl(urlsplit(expired).query)))
+
+
+def _check_presigned_s3_get(store, url, layers):
+    """On S3 the URL is a presigned GET of the layer's object (as ECR hands out), checked by
+    the object store: the bytes for the signed URL, 403 for a tampered or expired one."""
+    query = dict(parse_qsl(urlsplit(url).query))
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-Expires"] == "60"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert digest_of(r.read()) == layers[0]
+    for bad in (url.replace(query["X-Amz-Signature"], "0" * 64), url.replace("X-Amz-Expires=60", "X-Amz-Expires=61")):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=30)
+        assert e.value.code == 403
+    expired = store.get_download_url_for_layer("app", layers[1], base_url=BASE, expires_in=1).download_url
+    time.sleep(2.1)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(expired, timeout=30)
+    assert e.value.code == 403
 
 
 def test_delete_repository_honours_images(store):

@@ -27,8 +27,8 @@ def arn(name: str = "app", registry: str = REGISTRY, region: str = REGION) -> st
 
 
 @pytest.fixture
-def store(tmp_path):
-    with open_store(tmp_path / "store") as s:
+def store(tmp_path, backends):
+    with open_store(tmp_path / "store", **backends) as s:
         s.create_repository("app")
         s.create_repository("app", registry_id=OTHER)
         yield s

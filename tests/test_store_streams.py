@@ -7,7 +7,6 @@ deletion; bounded by the layer size limit."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import threading
@@ -15,15 +14,14 @@ import time
 import uuid
 
 import pytest
-from storeutil import digest_of, open_store, random_bytes, read_layer
+from storeutil import child_env, digest_of, open_store, random_bytes, read_layer, upload_bytes, upload_data_class
 
-import ecrstore
 from ecrstore import Store, errors
 
 
 @pytest.fixture
-def store(tmp_path):
-    with open_store(tmp_path / "store") as s:
+def store(tmp_path, backends):
+    with open_store(tmp_path / "store", **backends) as s:
         s.create_repository("app")
         yield s
 
@@ -40,17 +38,11 @@ def pieces(payload: bytes, size: int) -> list[bytes]:
     return [payload[i:i + size] for i in range(0, len(payload), size)]
 
 
-def upload_file(store, up: str) -> bytes:
-    with open(os.path.join(store.path, "uploads", uuid.UUID(up).hex), "rb") as f:
-        return f.read()
-
-
-def run_child(script: str, *args: object) -> str:
-    """Run ``script`` in another Python process importing this ecrstore; its stdout."""
-    root = os.path.dirname(os.path.dirname(ecrstore.__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=60)
+def run_child(script: str, options: dict[str, str], *args: object) -> str:
+    """Run ``script`` in another Python process importing this ecrstore, on the backends
+    ``options`` name (``CHILD_STORE`` opens the store); its stdout."""
+    done = subprocess.run([sys.executable, "-c", CHILD_STORE + script, *map(str, args)], env=child_env(options),
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -65,7 +57,7 @@ def test_streamed_chunks_are_exactly_the_layer(store):
         s.write([payload[30_000:], b""])
         assert s.commit() == len(payload)
     assert store.upload_status("app", up) == len(payload)
-    assert upload_file(store, up) == payload
+    assert upload_bytes(store, up) == payload
     done = store.complete_layer_upload("app", up, [digest_of(payload)], part_minimum=False)
     assert done.layer_digest == digest_of(payload)
     assert read_layer(store, "app", done.layer_digest) == payload
@@ -86,7 +78,7 @@ def test_one_stream_may_commit_several_times(store):
         assert s.commit() == 5000
         s.write([b"not acknowledged"])
     assert store.upload_status("app", up) == 5000
-    assert upload_file(store, up) == payload
+    assert upload_bytes(store, up) == payload
     (info,) = store.list_uploads()
     assert info.parts == 2
     assert store.complete_layer_upload("app", up, [digest_of(payload)], part_minimum=False).layer_digest == \
@@ -107,7 +99,7 @@ def test_a_closed_stream_refuses_writes_and_commits(store):
                 call()
         other.write([b"!"])
         other.commit()
-    assert (upload_file(store, first), upload_file(store, second)) == (b"abc", b"mine!")
+    assert (upload_bytes(store, first), upload_bytes(store, second)) == (b"abc", b"mine!")
     assert store.complete_layer_upload("app", second, [digest_of(b"mine!")], part_minimum=False).layer_digest == \
         digest_of(b"mine!")
 
@@ -115,19 +107,18 @@ def test_a_closed_stream_refuses_writes_and_commits(store):
 def test_close_waits_for_a_write_running_in_another_thread(store, monkeypatch):
     """A request cancelled mid-write closes its stream from another thread: the close waits,
     and the write's bytes are given back, not left behind or written after the close."""
-    from ecrstore.blobs.local import LocalUploadData
-
     up = store.initiate_layer_upload("app").upload_id
     stream(store, up, [b"kept"])
     inside, release = threading.Event(), threading.Event()
-    real_append = LocalUploadData.append
+    data_class = upload_data_class(store)
+    real_append = data_class.append
 
     def slow_append(self, offset, chunks):
         inside.set()
         release.wait(10)
         real_append(self, offset, chunks)
 
-    monkeypatch.setattr(LocalUploadData, "append", slow_append)
+    monkeypatch.setattr(data_class, "append", slow_append)
     s = store.open_upload_stream("app", up)
     writer = threading.Thread(target=s.write, args=([b"late bytes"],))
     writer.start()
@@ -139,7 +130,7 @@ def test_close_waits_for_a_write_running_in_another_thread(store, monkeypatch):
     release.set()
     writer.join(10)
     closer.join(10)
-    assert store.upload_status("app", up) == 4 and upload_file(store, up) == b"kept"
+    assert store.upload_status("app", up) == 4 and upload_bytes(store, up) == b"kept"
 
 
 def test_a_stream_must_start_at_the_uploads_length(store):
@@ -160,7 +151,7 @@ def test_a_stream_must_start_at_the_uploads_length(store):
     assert store.upload_status("app", up) == 101
 
 
-def test_opening_a_stream_checks_repository_and_upload(store):
+def test_opening_a_stream_checks_repository_and_upload(store, backends):
     store.create_repository("other")
     up = store.initiate_layer_upload("app").upload_id
     with pytest.raises(errors.RepositoryNotFoundException):
@@ -173,16 +164,25 @@ def test_opening_a_stream_checks_repository_and_upload(store):
     with pytest.raises(errors.InvalidParameterException):
         store.open_upload_stream("app", "not-an-upload-id")
     store.close()
-    with Store(store.path, read_only=True) as ro:
+    with Store(store.path, read_only=True, **backends) as ro:
         assert ro.upload_status("app", up) == 0
         with pytest.raises(errors.ServerException):
             ro.open_upload_stream("app", up)
 
 
+#: How a child script opens the store: the path in argv[1], the backends from the environment.
+CHILD_STORE = """
+import os
+from ecrstore import Store
+
+def open_child_store(path):
+    return Store(path, index=os.environ.get("ECRSTORE_INDEX"), blobs=os.environ.get("ECRSTORE_BLOBS"))
+"""
+
 _OPEN_SECOND = """
 import sys, time
-from ecrstore import Store, errors
-with Store(sys.argv[1]) as store:
+from ecrstore import errors
+with open_child_store(sys.argv[1]) as store:
     t0 = time.monotonic()
     try:
         store.open_upload_stream("app", sys.argv[2])
@@ -191,7 +191,7 @@ with Store(sys.argv[1]) as store:
 """
 
 
-def test_a_second_stream_is_refused_at_once(store):
+def test_a_second_stream_is_refused_at_once(store, backends):
     up = store.initiate_layer_upload("app").upload_id
     stream(store, up, [b"abcd"])
     with store.open_upload_stream("app", up) as s:
@@ -201,7 +201,7 @@ def test_a_second_stream_is_refused_at_once(store):
             store.open_upload_stream("app", up)
         assert time.monotonic() - t0 < 1.0
         assert ei.value.last_valid_byte_received == 3
-        name, last, took = run_child(_OPEN_SECOND, store.path, up).split()
+        name, last, took = run_child(_OPEN_SECOND, backends, store.path, up).split()
         assert (name, last) == ("InvalidLayerPartException", "3") and float(took) < 1.0
         assert s.commit() == 8
     assert stream(store, up, [b"ij"]) == 10  # free again once closed
@@ -244,7 +244,7 @@ def test_closing_without_commit_leaves_the_upload_as_it_was(store):
     assert store.upload_status("app", up) == 3000
     (after,) = store.list_uploads()
     assert (after.received, after.parts, after.updated_at) == (before.received, before.parts, before.updated_at)
-    assert upload_file(store, up) == payload[:3000]  # what the stream wrote was given back
+    assert upload_bytes(store, up) == payload[:3000]  # what the stream wrote was given back
     with store.open_upload_stream("app", up, first_byte=3000) as s:
         assert s.offset == 3000
         s.write([payload[3000:]])
@@ -254,9 +254,9 @@ def test_closing_without_commit_leaves_the_upload_as_it_was(store):
     assert read_layer(store, "app", digest_of(payload)) == payload
 
 
-def test_chunks_of_any_size_complete_without_the_part_minimum(tmp_path):
+def test_chunks_of_any_size_complete_without_the_part_minimum(tmp_path, backends):
     mib = 2**20
-    with Store(tmp_path / "s", part_size=mib, min_part_size=mib, max_part_size=2 * mib) as store:
+    with Store(tmp_path / "s", part_size=mib, min_part_size=mib, max_part_size=2 * mib, **backends) as store:
         store.create_repository("app")
         payload = random_bytes(10_000, seed=4)
         shapes = {"one byte at a time": [1] * 40, "odd sizes": [7, 1, 333, 4096, 2], "a small body first": [5000]}
@@ -278,6 +278,29 @@ def test_chunks_of_any_size_complete_without_the_part_minimum(tmp_path):
         assert read_layer(store, "app", digest_of(payload)) == payload
 
 
+def test_small_bodies_coalesce_into_object_store_parts(tmp_path, backends):
+    """``/v2/`` chunks far below S3's 5 MiB part minimum, and one body longer than a streamed
+    part, make exactly the layer; on S3 they travel as parts of at least 5 MiB."""
+    mib = 2**20
+    sizes = [300_000, 1, 4 * mib, 2 * mib + 5, 9 * mib, 77]
+    payload = random_bytes(sum(sizes), seed=8)
+    with Store(tmp_path / "s", **backends) as store:
+        store.create_repository("app")
+        up = store.initiate_layer_upload("app").upload_id
+        pos = 0
+        for size in sizes:
+            pos = stream(store, up, pieces(payload[pos:pos + size], 100_000))
+        assert pos == len(payload) == store.upload_status("app", up)
+        if backends:
+            state = store._blobs.bucket.get_state(store._blobs.state_key(uuid.UUID(up).hex))
+            assert len(state.parts) >= 2 and all(size >= 5 * mib for _, size, _ in state.parts)
+            assert state.tail_start == sum(size for _, size, _ in state.parts)
+            assert state.tail_start + state.tail_object[1] == len(payload)
+        done = store.complete_layer_upload("app", up, [digest_of(payload)], part_minimum=False)
+        assert done.layer_digest == digest_of(payload)
+        assert read_layer(store, "app", done.layer_digest) == payload
+
+
 def test_an_empty_commit_changes_nothing(store):
     up = store.initiate_layer_upload("app").upload_id
     assert stream(store, up, []) == 0
@@ -294,16 +317,16 @@ def test_an_empty_commit_changes_nothing(store):
         digest_of(b"abc")
 
 
-def test_a_committed_stream_survives_reopening_the_store(tmp_path):
+def test_a_committed_stream_survives_reopening_the_store(tmp_path, backends):
     payload = random_bytes(9000, seed=5)
-    with open_store(tmp_path / "s") as store:
+    with open_store(tmp_path / "s", **backends) as store:
         store.create_repository("app")
         up = store.initiate_layer_upload("app").upload_id
         stream(store, up, pieces(payload[:4000], 333))
-    with open_store(tmp_path / "s") as store:
+    with open_store(tmp_path / "s", **backends) as store:
         assert store.upload_status("app", up) == 4000
         assert stream(store, up, pieces(payload[4000:], 512), first=4000) == 9000
-    with open_store(tmp_path / "s") as store:
+    with open_store(tmp_path / "s", **backends) as store:
         assert store.complete_layer_upload("app", up, [digest_of(payload)], part_minimum=False).layer_digest == \
             digest_of(payload)
         assert read_layer(store, "app", digest_of(payload)) == payload
@@ -311,17 +334,18 @@ def test_a_committed_stream_survives_reopening_the_store(tmp_path):
 
 _CONTINUE = """
 import random, sys
-from ecrstore import Store, uploads
+from ecrstore import uploads
 from ecrstore.blobs.local import LocalUploadData
+from ecrstore.blobs.s3 import S3UploadData
 
 def reread(*args, **kwargs):
     raise AssertionError("the upload's earlier bytes were read again")
 
 uploads.hash_file = reread
-LocalUploadData.hash_range = reread
+LocalUploadData.hash_range = S3UploadData.hash_range = reread
 path, up, n, seed, first = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 payload = random.Random(seed).randbytes(n)
-with Store(path) as store, store.open_upload_stream("app", up, first_byte=first) as s:
+with open_child_store(path) as store, store.open_upload_stream("app", up, first_byte=first) as s:
     for i in range(first, n, 777):
         s.write([payload[i:i + 777]])
     s.commit()
@@ -331,14 +355,14 @@ with Store(path) as store, store.open_upload_stream("app", up, first_byte=first)
 """
 
 
-def test_another_process_continues_from_the_stored_midstate(store):
+def test_another_process_continues_from_the_stored_midstate(store, backends):
     """The midstate is in the index: another process resumes the upload and completes it
     without reading the bytes this one wrote."""
     payload = random_bytes(50_000, seed=6)
     up = store.initiate_layer_upload("app").upload_id
     stream(store, up, pieces(payload[:20_000], 4096))
-    assert upload_file(store, up) == payload[:20_000]
-    assert run_child(_CONTINUE, store.path, up, len(payload), 6, 20_000) == digest_of(payload)
+    assert upload_bytes(store, up) == payload[:20_000]
+    assert run_child(_CONTINUE, backends, store.path, up, len(payload), 6, 20_000) == digest_of(payload)
     assert read_layer(store, "app", digest_of(payload)) == payload
 
 
@@ -442,7 +466,7 @@ def test_streams_stop_at_the_layer_size_limit(store, monkeypatch):
             s.write([b"b" * 250, b"c" * 251])
         assert s.offset == 4500
         assert s.commit() == 4500  # what came before the refused write is kept
-    assert upload_file(store, up) == random_bytes(4000) + b"a" * 500
+    assert upload_bytes(store, up) == random_bytes(4000) + b"a" * 500
     assert stream(store, up, [b"d" * 500]) == 5000
     with store.open_upload_stream("app", up) as s:
         with pytest.raises(errors.LimitExceededException):
@@ -455,13 +479,12 @@ def test_streams_stop_at_the_layer_size_limit(store, monkeypatch):
         digest_of(whole)
 
 
-def test_a_failed_write_leaves_the_stream_only_closable(tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_stream_only_closable(tmp_path, monkeypatch, backends):
     """The sha256 runs while the bytes are written: after a write fails, nothing may commit
     a midstate that covers bytes the file does not hold."""
-    from ecrstore.blobs.local import LocalUploadData
     from ecrstore.errors import ServerException
 
-    store = Store(tmp_path / "s")
+    store = Store(tmp_path / "s", **backends)
     store.create_repository("ab")
     upload = store.initiate_layer_upload("ab").upload_id
     with store.open_upload_stream("ab", upload) as stream:
@@ -471,7 +494,7 @@ def test_a_failed_write_leaves_the_stream_only_closable(tmp_path, monkeypatch):
         def fail(self, offset, chunks):
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(LocalUploadData, "append", fail)
+        monkeypatch.setattr(upload_data_class(store), "append", fail)
         with pytest.raises(ServerException, match="No space left"):
             stream.write([b"lost"])
         with pytest.raises(ServerException, match="can only be closed"):

@@ -130,7 +130,7 @@ class Bucket:
         self.name = location.bucket
         self._endpoint = endpoint_url
         self._config = Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 4, "mode": "standard"},
+            s3={"addressing_style": "path"}, signature_version="s3v4", retries={"max_attempts": 4, "mode": "standard"},
             max_pool_connections=max_connections, connect_timeout=10, read_timeout=120,
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
         )
