@@ -87,6 +87,12 @@ class ServerProcess:
     log_path: Path
     credentials: Path | None
     keys: list[tuple[str, str, str]] = field(default_factory=list)
+    store_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote_blobs(self) -> bool:
+        """Whether layer bytes live in an object store (``--blobs s3://…``)."""
+        return "blobs" in self.store_options
 
     @property
     def endpoint(self) -> str:
@@ -167,7 +173,7 @@ def start_server(tmp: Path, *, keys: list[tuple[str, str, str]] | None = None, n
         with open(log_path, "wb") as log:
             process = subprocess.Popen(args + ["--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-        server = ServerProcess(process, port, store, log_path, creds, list(keys or []))
+        server = ServerProcess(process, port, store, log_path, creds, list(keys or []), options)
         try:
             _wait_until_answering(server)
             return server

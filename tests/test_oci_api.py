@@ -55,6 +55,13 @@ from ecrstore.limits import MAX_LAYER_BYTES, MAX_MANIFEST_CHARS
 from ecrstore.server.auth.credentials import Credential
 from ecrstore.server.auth.registry_tokens import RegistryTokens
 
+
+@pytest.fixture(scope="module")
+def ecr_server(ecr_server_per_backend):
+    """This module runs on both backend pairs."""
+    return ecr_server_per_backend
+
+
 pytestmark = pytest.mark.timeout(120)
 
 MIB = 1 << 20

@@ -15,6 +15,13 @@ from server_fixtures import (
     unique_bytes,
 )
 
+
+@pytest.fixture(scope="module")
+def ecr_server(ecr_server_per_backend):
+    """This module runs on both backend pairs."""
+    return ecr_server_per_backend
+
+
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -10,6 +10,13 @@ import pytest
 from botocore.exceptions import ClientError
 from server_fixtures import push_layer, repo_name, unique_bytes
 
+
+@pytest.fixture(scope="module")
+def ecr_server(ecr_server_per_backend):
+    """This module runs on both backend pairs."""
+    return ecr_server_per_backend
+
+
 pytestmark = pytest.mark.timeout(120)
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -10,6 +10,13 @@ import threading
 import pytest
 from server_fixtures import KEY_B, push_layer, repo_name, unique_bytes
 
+
+@pytest.fixture(scope="module")
+def ecr_server(ecr_server_per_backend):
+    """This module runs on both backend pairs."""
+    return ecr_server_per_backend
+
+
 pytestmark = pytest.mark.timeout(180)
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
