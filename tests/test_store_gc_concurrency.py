@@ -23,15 +23,19 @@ from ecrstore import ImageIdentifier, Store, errors
 from ecrstore.manifest import DOCKER_MANIFEST
 
 DURATION = 6.0
+#: Each step is a network round trip on (postgresql, s3), so an image takes far longer to push:
+#: a longer run, and pauses between GC runs (grace 0 / 0.2 s) long enough for images to land.
+DURATION_REMOTE = 15.0
+PAUSES = {"local": (0.3, 0.0), "remote": (1.0, 0.2)}
 
 
-def _gc_process(path: str, stop_at: float, out) -> None:
+def _gc_process(path: str, backends: dict, stop_at: float, pause: float, out) -> None:
     runs = 0
-    with Store(path, **SMALL) as s:
+    with Store(path, **SMALL, **backends) as s:
         while time.time() < stop_at:
             s.gc(grace=0)  # no grace at all: fresh layers may go before an image holds them
             runs += 1
-            time.sleep(0.3)
+            time.sleep(pause)
     out.put(runs)
 
 
@@ -86,14 +90,17 @@ def _pusher(store: Store, seed: int, stop_at: float, stats: dict, failures: list
         failures.append(e)
 
 
-def test_gc_races_pushers_without_losing_referenced_content(tmp_path):
+def test_gc_races_pushers_without_losing_referenced_content(tmp_path, backends):
+    """On (postgresql, s3) the GC process is another node of the same store."""
     path = str(tmp_path / "store")
-    store = open_store(path)
+    store = open_store(path, **backends)
     store.create_repository("app")
-    stop_at = time.time() + DURATION
+    duration = DURATION_REMOTE if backends else DURATION
+    process_pause, thread_pause = PAUSES["remote" if backends else "local"]
+    stop_at = time.time() + duration
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_gc_process, args=(path, stop_at, out))
+    proc = ctx.Process(target=_gc_process, args=(path, backends, stop_at, process_pause, out))
     proc.start()
     stats = {"tags": set(), "retries": 0}
     failures: list = []
@@ -103,13 +110,14 @@ def test_gc_races_pushers_without_losing_referenced_content(tmp_path):
         while time.time() < stop_at:
             store.gc(grace=0.2)
             gc_runs[0] += 1
+            time.sleep(thread_pause)
 
     threads = [threading.Thread(target=_pusher, args=(store, seed, stop_at, stats, failures)) for seed in (1, 2)]
     threads.append(threading.Thread(target=gc_thread))
     for t in threads:
         t.start()
     for t in threads:
-        t.join(DURATION + 60)
+        t.join(duration + 60)
     proc.join(60)
     assert not failures, failures
     assert proc.exitcode == 0 and out.get(timeout=5) > 0 and gc_runs[0] > 0
