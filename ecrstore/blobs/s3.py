@@ -188,7 +188,15 @@ class S3UploadData:
         if st.tail_len:
             tail = self._tail_bytes()
             number = len(st.parts) + 1
-            etag = self._bucket.upload_part(self._layer, st.s3_id, number, tail)
+            try:
+                etag = self._bucket.upload_part(self._layer, st.s3_id, number, tail)
+            except OSError:
+                # An attempt cut short after S3 completed the upload leaves a state with its
+                # tail still pending, and the multipart upload gone: the object is the proof.
+                if self._bucket.size_of(self._layer) != st.end:
+                    raise
+                st.completed = True
+                return
             st.parts.append((number, len(tail), etag))
             st.tail_start += len(tail)
             st.tail_len = 0
