@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -222,17 +223,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(store: Path, workers: int, durable: bool, part: int, log) -> tuple[subprocess.Popen, str]:
+def start_server(store: Path, workers: int, durable: bool, part: int, log, extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``ecrstore serve`` on a free loopback port (``extra``: more options, such as --index and
+    --blobs); the process and its endpoint, once it answers."""
     creds = store.parent / "credentials"
     creds.write_text(f"{KEY_ID} {SECRET} {REGISTRY}\n")
     creds.chmod(0o600)  # the server refuses a credentials file others may read
     port = free_port()
     argv = [sys.executable, "-m", "ecrstore.cli", "--log-level", "warning", "serve", "--store", str(store),
             "--port", str(port), "--workers", str(workers), "--credentials", str(creds),
-            "--part-size", str(part), "--no-access-log"]
+            "--part-size", str(part), "--no-access-log", *extra]
     if not durable:
         argv.append("--no-durable")
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
