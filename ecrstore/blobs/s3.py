@@ -49,6 +49,7 @@ S3_MIN_PART = 5 * 2**20
 #: Streamed bodies (``/v2/`` chunks) are sent as parts of this size: memory per stream.
 STREAM_PART = 8 * 2**20
 _CHUNK = 1 << 20
+_COMPLETED_KEPT = 4096  # uploads this process completed, remembered until discarded
 
 #: Takes a lock named by its argument for every node (``wait=False``: answer False at once if
 #: another holds it); what :meth:`ecrstore.index.postgres.PostgresIndex.lock` provides.
@@ -148,7 +149,12 @@ class S3UploadData:
         st = self._live()
         if self._tail is None:
             obj = st.tail_object
-            self._tail = self._bucket.get_tail(self._state_obj, obj[2], st.tail_len) if st.tail_len and obj else b""
+            if not st.tail_len or obj is None:
+                self._tail = b""
+            elif st.held is not None:
+                self._tail = st.held[:st.tail_len]
+            else:
+                self._tail = self._bucket.get_tail(self._state_obj, obj[2], st.tail_len)
         return self._tail
 
     def _send(self, data: memoryview, *, final: bool) -> None:
@@ -167,7 +173,7 @@ class S3UploadData:
             # The state keeps the tail the part was made from: until the index acknowledges
             # the part, those are the bytes after the last acknowledged part.
             offset = self._bucket.put_state(self._state_obj, st.s3_id, parts, st.tail_start, tail)
-            st.tail_object = (st.tail_start, len(tail), offset)
+            st.tail_object, st.held = (st.tail_start, len(tail), offset), tail
             st.parts = parts
             st.tail_start += len(tail) + n
             st.tail_len = 0
@@ -176,7 +182,7 @@ class S3UploadData:
             tail = tail + data
             offset = self._bucket.put_state(self._state_obj, st.s3_id, st.parts,
                                                   st.tail_start, tail)
-            st.tail_object = (st.tail_start, len(tail), offset)
+            st.tail_object, st.held = (st.tail_start, len(tail), offset), tail
             st.tail_len = len(tail)
             self._tail = tail
 
@@ -297,6 +303,9 @@ class S3BlobStore:
         self._lock = lock
         self._background = background or (lambda fn, *a: fn(*a))
         self._open: dict[str, S3UploadData] = {}
+        # Uploads this process completed in S3: discarding one leaves no multipart upload to
+        # look up or abort (a cache only: bounded, and a miss costs two requests).
+        self._completed: dict[str, str] = {}
 
     def layer_key(self, name: str) -> str:
         return self.bucket.key("layers", name)
@@ -315,7 +324,7 @@ class S3BlobStore:
                 raise ServerException(f"the data of upload {upload} is missing from S3")
             return None
         limit = received if received is not None else 1 << 62
-        st = UploadState(written.s3_id, tail_object=written.tail_object)
+        st = UploadState(written.s3_id, tail_object=written.tail_object, held=written.held)
         for number, size, etag in written.parts:
             if st.tail_start + size > limit:
                 break
@@ -368,12 +377,13 @@ class S3BlobStore:
 
     def _discard(self, upload: str, orphaned: bool) -> None:
         key = self.layer_key(upload)
-        written = self.bucket.get_state(self.state_key(upload))
-        s3_ids = {written.s3_id} if written is not None else set()
-        if not s3_ids:  # no state object: a creation cut short leaves the S3 upload unnamed
-            s3_ids = {s3_id for k, s3_id, _ in self.bucket.multipart_uploads(key) if k == key}
-        for s3_id in s3_ids:
-            self.bucket.abort_multipart(key, s3_id)
+        if self._completed.pop(upload, None) is None:
+            written = self.bucket.get_state(self.state_key(upload))
+            s3_ids = {written.s3_id} if written is not None else set()
+            if not s3_ids:  # no state object: a creation cut short leaves the S3 upload unnamed
+                s3_ids = {s3_id for k, s3_id, _ in self.bucket.multipart_uploads(key) if k == key}
+            for s3_id in s3_ids:
+                self.bucket.abort_multipart(key, s3_id)
         self.bucket.delete([self.state_key(upload)])
         if orphaned:
             self.delete_blob(upload)
@@ -391,6 +401,9 @@ class S3BlobStore:
     def _publish(self, data: S3UploadData, upload: str, hexdigest: str) -> str:
         self.bucket.put(self.layer_key(f"{upload}.sha256-{hexdigest}"))
         data._complete()
+        if len(self._completed) >= _COMPLETED_KEPT:
+            self._completed.clear()
+        self._completed[upload] = data._live().s3_id
         return upload
 
     # --- read ----------------------------------------------------------------------------

@@ -115,6 +115,9 @@ class UploadState:
     tail_len: int = 0
     tail_object: tuple[int, int, int] | None = None
     completed: bool = False
+    #: The bytes ``tail_object`` describes, when they came with the state's first GET (a
+    #: small state does) or were written from here: no second GET for them.
+    held: bytes | None = None
 
     @property
     def end(self) -> int:
@@ -280,7 +283,9 @@ class Bucket:
             head = self.client.get_object(Bucket=self.name, Key=key, Range=f"bytes=0-{offset - 1}")["Body"].read()
         doc = json.loads(head[magic + 8:offset])
         parts = [(int(n), int(z), str(e)) for n, z, e in doc["parts"]]
-        return UploadState(str(doc["s3"]), parts, int(doc["tail"]), 0, (int(doc["tail"]), total - offset, offset))
+        held = bytes(head[offset:total]) if len(head) >= total else None
+        return UploadState(str(doc["s3"]), parts, int(doc["tail"]), 0, (int(doc["tail"]), total - offset, offset),
+                           held=held)
 
     @translated
     def get_tail(self, key: str, offset: int, length: int) -> bytes:

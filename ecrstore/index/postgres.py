@@ -413,7 +413,9 @@ class PostgresIndex:
             configure=self._configure, open=False, name="ecrstore-index",
         )
         # Held locks pin a session each: a pool of their own, so holders never starve the
-        # transactions they wait on. Keepalives end a dead node's sessions, and so its locks.
+        # transactions they wait on. A killed process's sessions close, and its locks go, at
+        # once; these client keepalives notice a database that went away, while a node that
+        # vanished (power, network) is noticed by the server's own tcp_keepalives_* settings.
         self._locks: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = psycopg_pool.ConnectionPool(
             dsn, min_size=0, max_size=max(1, lock_pool_size), open=False, name="ecrstore-locks",
             kwargs={"autocommit": True, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,

@@ -14,6 +14,7 @@ resident memory stays flat whatever the size of the file.
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -106,9 +107,12 @@ async def send_blob(send: Send, method: str, headers: Mapping[str, str], reader:
         await send({"type": "http.response.body", "body": b""})
         return
     view = reader.view()
-    if view is None:  # a backend that cannot map: its chunks, one buffer at a time
+    if view is None:  # a backend that cannot map: its chunks, one buffer at a time, each read
+        # off the event loop (an object store's read may be slow; the loop serves the others)
+        loop = asyncio.get_running_loop()
+        chunks = iter(reader.iter_chunks(CHUNK_BYTES, span.first, span.length))
         pos, end = span.first, span.last + 1
-        for chunk in reader.iter_chunks(CHUNK_BYTES, span.first, span.length):
+        while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
             pos += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": pos < end})
         return
