@@ -40,7 +40,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(PY) benchmarks/run_all.py
 
 clean:
