@@ -8,7 +8,8 @@ their own.
 
 1. **One node, both pairs** (rounds alternate between the pairs; the median is reported): a
    1 GiB layer in 10 MiB parts (MB/s), against the same bytes sent as an S3 multipart upload
-   straight to SeaweedFS with botocore (the object store's ceiling from one client); then
+   straight to SeaweedFS with botocore (the object store's ceiling from one client) and with
+   obstore, one part at a time and four; then
    ``--small`` 4 KiB layers (initiate, part, complete) and as many PutImage calls.
 2. **Cost per operation** (in this process, on (postgresql, s3)): database statements, commits
    and time, S3 requests and time, for UploadLayerPart of 10 MiB and of 4 KiB,
@@ -145,6 +146,28 @@ def _s3_client(env: dict[str, str], bucket: str, seed: int, size: int, part: int
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=mp, MultipartUpload={"Parts": parts})
     results.put((size, t0, t0, time.time()))
     s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _obstore_client(env: dict[str, str], bucket: str, seed: int, size: int, part: int, concurrency: int,
+                    barrier, results) -> None:
+    """The same reference with obstore (Rust's object_store) as the S3 client: its multipart
+    put of the same parts, ``concurrency`` of them in flight."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(bucket, config={"endpoint": env["AWS_ENDPOINT_URL_S3"], "region": env["AWS_DEFAULT_REGION"],
+                                    "access_key_id": env["AWS_ACCESS_KEY_ID"],
+                                    "secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+                                    "virtual_hosted_style_request": False},
+                    client_options={"allow_http": True})
+    key = f"reference/obstore-{seed}"
+    obstore.put(store, key + "-warm", b"warm")  # the client and its connection warmed up
+    barrier.wait()
+    t0 = time.time()
+    obstore.put(store, key, (data for _, data in Layer(seed, size, part).parts()), use_multipart=True,
+                chunk_size=part, max_concurrency=concurrency)
+    results.put((size, t0, t0, time.time()))
+    obstore.delete(store, [key, key + "-warm"])
 
 
 def run_clients(target: Callable[..., None], args_per_client: list[tuple]) -> list[tuple]:
@@ -433,6 +456,9 @@ def one_node(root: Path, services: Services, args: Any, size: int, part: int) ->
         for r in range(args.repeat):
             (ref,) = run_clients(_s3_client, [(weed_env, ref_bucket, seed, size, part)])
             out["s3_reference_mb_s"].append(size / (ref[3] - ref[1]) / MB)
+            for concurrency in (1, 4):
+                (ref,) = run_clients(_obstore_client, [(weed_env, ref_bucket, seed, size, part, concurrency)])
+                out.setdefault(f"obstore_{concurrency}_mb_s", []).append(size / (ref[3] - ref[1]) / MB)
             for name in (list(pairs) if r % 2 == 0 else list(reversed(pairs))):
                 node = served[name]
                 meter = Meter(services, [node])
@@ -447,7 +473,9 @@ def one_node(root: Path, services: Services, args: Any, size: int, part: int) ->
             print(f"round {r + 1}: " + "; ".join(
                 f"{k}: {out['big_mb_s'][k][-1]:,.0f} MB/s, {out['layers_s'][k][-1]:,.0f} layers/s, "
                 f"{out['images_s'][k][-1]:,.0f} images/s" for k in pairs)
-                + f"; S3 multipart straight to SeaweedFS {out['s3_reference_mb_s'][-1]:,.0f} MB/s", flush=True)
+                + f"; S3 multipart straight to SeaweedFS {out['s3_reference_mb_s'][-1]:,.0f} MB/s (botocore), "
+                f"{out['obstore_1_mb_s'][-1]:,.0f} / {out['obstore_4_mb_s'][-1]:,.0f} MB/s (obstore, 1 / 4 parts "
+                "at a time)", flush=True)
     return out
 
 
@@ -531,7 +559,9 @@ def main() -> int:
     ref = med(single["s3_reference_mb_s"])
     print_table(["one node", "1 GiB layer MB/s", "vs S3 straight", "4 KiB layers/s", "PutImage/s"], [
         (k, med(single["big_mb_s"][k]), f"{med(single['big_mb_s'][k]) / ref:.2f} x", med(single["layers_s"][k]),
-         med(single["images_s"][k])) for k in pairs] + [("botocore multipart -> SeaweedFS", ref, "1.00 x", "", "")])
+         med(single["images_s"][k])) for k in pairs] + [("botocore multipart -> SeaweedFS", ref, "1.00 x", "", "")]
+        + [(f"obstore multipart -> SeaweedFS, {c} part(s) at a time", med(single[f"obstore_{c}_mb_s"]),
+            f"{med(single[f'obstore_{c}_mb_s']) / ref:.2f} x", "", "") for c in (1, 4)])
     print_table(["operation (postgresql, s3)", "ms", "SQL statements", "COMMITs", "SQL ms", "S3 requests", "S3 ms",
                  "S3 requests by kind"],
                 [(c["operation"], c["wall_ms"], f"{c['statements']:.1f}", f"{c['commits']:.1f}", c["sql_ms"],
