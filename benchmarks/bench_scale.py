@@ -28,14 +28,13 @@ Run: ``python benchmarks/bench_scale.py [--size-mib 1024] [--small 300] [--secon
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import queue
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,15 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the real services the test sui
 import postgres_server  # noqa: E402
 import seaweed_server  # noqa: E402
 from _common import MB, machine_info, parser, print_machine, print_table, write_json  # noqa: E402
-from bench_server import REPO, Layer, _client, push_with_clients, start_server, tree_cpu_seconds  # noqa: E402
+from bench_server import (  # noqa: E402
+    REPO,
+    Layer,
+    _client,
+    push_with_clients,
+    start_server,
+    stop_server,
+    tree_cpu_seconds,
+)
 
 SMALL = 4096
 CONFIG_MEDIA = "application/vnd.oci.image.config.v1+json"
@@ -255,8 +262,11 @@ class Services:
         self.pg.stop()
 
 
+_node_numbers = itertools.count()
+
+
 class Node:
-    """One ``ecrstore serve`` with one worker; a repository made through it."""
+    """One ``ecrstore serve`` with one worker."""
 
     def __init__(self, root: Path, name: str, services: Services, pair: tuple[str, str] | None, part: int,
                  durable: bool) -> None:
@@ -268,11 +278,7 @@ class Node:
         return sum(tree_cpu_seconds(self.process.pid).values())
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_server(self.process)
         self.log.close()
 
 
@@ -282,7 +288,7 @@ def nodes(root: Path, services: Services, pair: tuple[str, str] | None, count: i
     started: list[Node] = []
     try:
         for _ in range(count):
-            started.append(Node(root, f"node-{len(list(root.glob('node-*.log')))}", services, pair, part, durable))
+            started.append(Node(root, f"node-{next(_node_numbers)}", services, pair, part, durable))
         try:
             _client(started[0].endpoint).create_repository(repositoryName=REPO)
         except Exception as e:  # a shared store from an earlier phase has it already

@@ -252,6 +252,15 @@ def start_server(store: Path, workers: int, durable: bool, part: int, log, extra
     raise RuntimeError("server did not start")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (a graceful shutdown), SIGKILL after 60 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -309,11 +318,7 @@ def main() -> int:
                   flush=True)
         store.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         null_proc.terminate()
         log.close()
         shutil.rmtree(root, ignore_errors=True)

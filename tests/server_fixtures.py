@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,21 +126,30 @@ class ServerProcess:
                 self.process.wait(10)
 
 
-def _wait_until_answering(server: ServerProcess) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+def answers_within(process: subprocess.Popen, host: str, port: int, timeout: float, log: Callable[[], str],
+                   name: str = "server") -> bool:
+    """Whether the ECR endpoint ``process`` serves on ``host:port`` answers within ``timeout``
+    seconds (any answer: an unsigned request is refused); RuntimeError with ``log()`` if the
+    process exits first. A caller given False stops the process."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log()}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
+            conn = http.client.HTTPConnection(host, port, timeout=2)
             conn.request("POST", "/", body=b"{}", headers={"X-Amz-Target": TARGET + "DescribeRepositories"})
             conn.getresponse().read()
             conn.close()
-            return
+            return True
         except OSError:
             time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"server did not answer within {START_TIMEOUT}s:\n{server.log()}")
+    return False
+
+
+def _wait_until_answering(server: ServerProcess) -> None:
+    if not answers_within(server.process, "127.0.0.1", server.port, START_TIMEOUT, server.log):
+        server.stop()
+        raise RuntimeError(f"server did not answer within {START_TIMEOUT}s:\n{server.log()}")
 
 
 def start_server(tmp: Path, *, keys: list[tuple[str, str, str]] | None = None, no_auth: bool = False,

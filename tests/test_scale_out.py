@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import os
 import random
@@ -47,7 +46,7 @@ import pytest
 import seaweed_server
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from server_fixtures import KEY_A, REGISTRY_A, TARGET, digest_of
+from server_fixtures import KEY_A, REGISTRY_A, answers_within, digest_of
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,20 +83,9 @@ class Node:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.prefix + self.args, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-                conn.request("POST", "/", body=b"{}", headers={"X-Amz-Target": TARGET + "DescribeRepositories"})
-                conn.getresponse().read()
-                conn.close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.log()}")
+        if not answers_within(self.process, self.host, self.port, timeout, self.log, self.name):
+            self.kill()
+            raise RuntimeError(f"{self.name} did not answer within {timeout}s:\n{self.log()}")
 
     def kill(self) -> None:
         """SIGKILL the node (its whole process group), as a machine dying would."""

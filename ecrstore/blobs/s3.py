@@ -191,23 +191,8 @@ class S3UploadData:
         self.flush()
         if st.completed:
             return
-        if st.tail_len:
-            tail = self._tail_bytes()
-            number = len(st.parts) + 1
-            try:
-                etag = self._bucket.upload_part(self._layer, st.s3_id, number, tail)
-            except OSError:
-                # An attempt cut short after S3 completed the upload leaves a state with its
-                # tail still pending, and the multipart upload gone: the object is the proof.
-                if self._bucket.size_of(self._layer) != st.end:
-                    raise
-                st.completed = True
-                return
-            st.parts.append((number, len(tail), etag))
-            st.tail_start += len(tail)
-            st.tail_len = 0
-            self._tail = b""
-        self._bucket.complete_multipart(self._layer, st)
+        self._bucket.complete_multipart(self._layer, st, self._tail_bytes() if st.tail_len else b"")
+        self._tail = None  # what remains pending, if anything, is read again
         st.completed = True
 
 

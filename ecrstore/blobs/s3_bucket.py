@@ -211,15 +211,24 @@ class Bucket:
     @translated
     def upload_part(self, key: str, s3_id: str, number: int, body: bytes | memoryview) -> str:
         """Send one part (streamed from the buffer, no copy); answer its ETag."""
+        return self._upload_part(key, s3_id, number, body)
+
+    def _upload_part(self, key: str, s3_id: str, number: int, body: bytes | memoryview) -> str:
         r = self.client.upload_part(Bucket=self.name, Key=key, UploadId=s3_id, PartNumber=number,
                                     ContentLength=len(body), Body=_ViewBody(memoryview(body)))
         return str(r["ETag"])
 
     @translated
-    def complete_multipart(self, key: str, st: UploadState) -> None:
-        """Complete ``st``'s multipart upload into ``key`` with exactly its listed parts;
-        done already (by an attempt cut short, or another node) counts as done."""
+    def complete_multipart(self, key: str, st: UploadState, tail: bytes = b"") -> None:
+        """Complete ``st``'s multipart upload into ``key`` with exactly its listed parts, after
+        sending ``tail`` (its pending tail bytes) as the last one (``st`` then lists it). Done
+        already (by an attempt cut short after S3 completed it, or by another node) counts as
+        done: the multipart upload is gone and ``key`` holds ``st.end`` bytes."""
         try:
+            if tail:
+                number = len(st.parts) + 1
+                st.parts.append((number, len(tail), self._upload_part(key, st.s3_id, number, tail)))
+                st.tail_start, st.tail_len = st.tail_start + len(tail), 0
             if not st.parts:  # an empty layer: S3 wants at least one part
                 self.client.put_object(Bucket=self.name, Key=key, Body=b"")
                 self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=st.s3_id)
